@@ -1,0 +1,72 @@
+package upstream
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestUDPMismatchIgnored: a wrong ID, a wrong question and garbage arrive
+// before the answer; all three are dropped and counted, the answer taken.
+func TestUDPMismatchIgnored(t *testing.T) {
+	srv := startServer(t)
+	reg := prometheus.NewRegistry()
+	u := NewUDP(srv.addr, Options{Metrics: NewMetrics(reg)})
+	defer u.Close()
+	resp, err := u.Exchange(context.Background(), query("MisMatch.test.", dns.TypeA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := answerIP(resp); got != "192.0.2.7" {
+		t.Fatalf("answer %q, want 192.0.2.7", got)
+	}
+	for reason, want := range map[string]float64{"id": 1, "question": 1, "malformed": 1} {
+		got := counterValue(t, reg, "lamina_upstream_dropped_responses_total",
+			map[string]string{"upstream": u.String(), "reason": reason})
+		if got != want {
+			t.Errorf("dropped{reason=%s} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// TestUDPSourcePortsVary: each try uses a fresh socket, so the server sees
+// many source ports (RFC 5452 §9.2).
+func TestUDPSourcePortsVary(t *testing.T) {
+	var mu sync.Mutex
+	ports := map[string]bool{}
+	ids := map[uint16]bool{}
+	srv := &dns.Server{Net: "udp", Addr: "127.0.0.1:0"}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	srv.Handler = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		mu.Lock()
+		ports[w.RemoteAddr().String()] = true
+		ids[r.Id] = true
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		w.WriteMsg(m)
+	})
+	go srv.ListenAndServe()
+	<-started
+	defer srv.Shutdown()
+	u, err := Parse("udp://"+srv.PacketConn.LocalAddr().String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	const n = 20
+	for range n {
+		if _, err := u.Exchange(context.Background(), query("www.example.", dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ports) < n-2 || len(ids) < n-2 {
+		t.Fatalf("%d queries used %d source ports and %d IDs", n, len(ports), len(ids))
+	}
+}
