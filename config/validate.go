@@ -1,0 +1,285 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Strategies are the upstream group strategies package upstream implements.
+var Strategies = []string{"failover", "round_robin", "race", "fastest"}
+
+// Validate checks every value and fills the parsed fields (Listener.Parsed,
+// LocalZone.RRs). It returns Errors listing every problem found.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.listeners()
+	v.groups()
+	v.routes()
+	v.localZones()
+	v.acls()
+	v.rateLimit()
+	v.cache()
+	v.resolver()
+	v.tls()
+	v.logging()
+	v.admin()
+	v.tunnels()
+	return v.errs.err()
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+// errorf reports a problem at path, located by the line it was read from;
+// paths starting with "-" are command-line flags and carry no file.
+func (v *validator) errorf(path, format string, args ...any) {
+	file := v.c.file
+	if strings.HasPrefix(path, "-") {
+		file = ""
+	}
+	v.errs.add(file, v.c.lineOf(path), path, fmt.Sprintf(format, args...))
+}
+
+// lineOf finds the line of path or of its nearest parent that was in the file.
+func (c *Config) lineOf(path string) int {
+	for p := path; p != ""; {
+		if l, ok := c.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+func (v *validator) listeners() {
+	c := v.c
+	if len(c.Listeners) == 0 {
+		v.errorf("listeners", "at least one listener is required (in the file or with -listen)")
+	}
+	names := map[string]int{}
+	socks := map[string]int{}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		p := fmt.Sprintf("listeners[%d]", i)
+		at := func(f string) string { return cmpOr(l.origin, p+"."+f) }
+		u, err := ParseListenURL(l.URL)
+		if err != nil {
+			v.errorf(at("url"), "%v", err)
+			continue
+		}
+		l.Parsed = u
+		if l.Name == "" {
+			l.Name = l.URL
+		}
+		if j, dup := names[l.Name]; dup {
+			v.errorf(at("name"), "duplicate listener name %q (also listeners[%d])", l.Name, j)
+		}
+		names[l.Name] = i
+		sock := socketProto(u.Scheme) + " " + u.Addr.String()
+		if j, dup := socks[sock]; dup {
+			v.errorf(at("url"), "%s is already used by listeners[%d]", sock, j)
+		}
+		socks[sock] = i
+		if l.ACL != "" && !slices.ContainsFunc(c.ACLs, func(x ACL) bool { return x.Name == l.ACL }) {
+			v.errorf(at("acl"), "unknown acl %q", l.ACL)
+		}
+		if (l.CertFile == "") != (l.KeyFile == "") {
+			v.errorf(p, "cert_file and key_file go together")
+		}
+		v.readable(p+".cert_file", l.CertFile)
+		v.readable(p+".key_file", l.KeyFile)
+	}
+}
+
+// socketProto is the socket a scheme binds: DoH/3 and DoQ share UDP ports with
+// nothing else, DoT and DoH share TCP ports with nothing else.
+func socketProto(scheme string) string {
+	switch scheme {
+	case "udp", "h3", "quic":
+		return "udp"
+	}
+	return "tcp"
+}
+
+func (v *validator) groups() {
+	names := map[string]bool{}
+	for i, g := range v.c.UpstreamGroups {
+		p := fmt.Sprintf("upstream_groups[%d]", i)
+		at := func(f string) string { return cmpOr(g.origin, p+"."+f) }
+		switch {
+		case g.Name == "":
+			v.errorf(p+".name", "name is required")
+		case names[g.Name]:
+			v.errorf(p+".name", "duplicate upstream group %q", g.Name)
+		}
+		names[g.Name] = true
+		if g.Strategy != "" && !slices.Contains(Strategies, g.Strategy) {
+			v.errorf(p+".strategy", "unknown strategy %q (want one of %s)", g.Strategy, strings.Join(Strategies, ", "))
+		}
+		if len(g.Upstreams) == 0 {
+			v.errorf(at("upstreams"), "at least one upstream is required")
+		}
+		for k, u := range g.Upstreams {
+			if err := ValidateUpstreamURL(u); err != nil {
+				v.errorf(cmpOr(g.origin, fmt.Sprintf("%s.upstreams[%d]", p, k)), "%v", err)
+			}
+		}
+		if g.Tunnel != "" && !slices.ContainsFunc(v.c.Tunnels, func(t Tunnel) bool { return t.Name == g.Tunnel }) {
+			v.errorf(p+".tunnel", "unknown tunnel %q", g.Tunnel)
+		}
+		if g.TryTimeout > 0 && g.Timeout > 0 && g.TryTimeout > g.Timeout {
+			v.errorf(p+".try_timeout", "longer than timeout %s", g.Timeout.D())
+		}
+		if g.ServerName != "" {
+			v.domain(p+".server_name", g.ServerName)
+		}
+		v.readable(p+".ca_file", g.CAFile)
+	}
+}
+
+func (v *validator) routes() {
+	zones := map[string]bool{}
+	for i, r := range v.c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if v.domain(cmpOr(r.origin, p+".zone"), r.Zone) {
+			z := dns.CanonicalName(r.Zone)
+			if zones[z] {
+				v.errorf(cmpOr(r.origin, p+".zone"), "duplicate route for %q", z)
+			}
+			zones[z] = true
+		}
+		switch {
+		case r.Group == "":
+			v.errorf(p+".group", "group is required")
+		case !slices.ContainsFunc(v.c.UpstreamGroups, func(g UpstreamGroup) bool { return g.Name == r.Group }):
+			v.errorf(p+".group", "unknown upstream group %q", r.Group)
+		}
+	}
+}
+
+// domain reports whether s is a domain name, reporting a problem if not.
+func (v *validator) domain(path, s string) bool {
+	if s == "" {
+		v.errorf(path, "a domain name is required")
+		return false
+	}
+	if _, ok := dns.IsDomainName(s); !ok || strings.ContainsAny(s, " \t") {
+		v.errorf(path, "%q is not a domain name", s)
+		return false
+	}
+	return true
+}
+
+func (v *validator) localZones() {
+	zones := map[string]bool{}
+	for i := range v.c.LocalZones {
+		z := &v.c.LocalZones[i]
+		p := fmt.Sprintf("local_zones[%d]", i)
+		if !v.domain(p+".name", z.Name) {
+			continue
+		}
+		origin := dns.CanonicalName(z.Name)
+		if zones[origin] {
+			v.errorf(p+".name", "duplicate local zone %q", origin)
+		}
+		zones[origin] = true
+		z.RRs = z.RRs[:0]
+		for k, text := range z.Records {
+			rp := fmt.Sprintf("%s.records[%d]", p, k)
+			rr, err := parseRecord(text, origin)
+			if err != nil {
+				v.errorf(rp, "%v", err)
+				continue
+			}
+			if !dns.IsSubDomain(origin, rr.Header().Name) {
+				v.errorf(rp, "%s is outside zone %s", rr.Header().Name, origin)
+				continue
+			}
+			z.RRs = append(z.RRs, rr)
+		}
+	}
+}
+
+// parseRecord parses one record in presentation format relative to origin.
+func parseRecord(text, origin string) (dns.RR, error) {
+	zp := dns.NewZoneParser(strings.NewReader(text), origin, "")
+	zp.SetDefaultTTL(3600)
+	rr, ok := zp.Next()
+	if err := zp.Err(); err != nil {
+		msg := err.Error()
+		if pe, isPE := err.(*dns.ParseError); isPE {
+			msg = strings.TrimPrefix(pe.Error(), "dns: ")
+			msg, _, _ = strings.Cut(msg, ": at line:")
+		}
+		return nil, fmt.Errorf("record %q does not parse: %s", text, msg)
+	}
+	if !ok {
+		return nil, fmt.Errorf("empty record")
+	}
+	if _, more := zp.Next(); more {
+		return nil, fmt.Errorf("one record per entry, got more in %q", text)
+	}
+	if rr.Header().Class != dns.ClassINET {
+		return nil, fmt.Errorf("record %q: only class IN is served", text)
+	}
+	return rr, nil
+}
+
+func (v *validator) acls() {
+	names := map[string]bool{}
+	for i, a := range v.c.ACLs {
+		p := fmt.Sprintf("acls[%d]", i)
+		switch {
+		case a.Name == "":
+			v.errorf(p+".name", "name is required")
+		case names[a.Name]:
+			v.errorf(p+".name", "duplicate acl %q", a.Name)
+		}
+		names[a.Name] = true
+		if len(a.Allow) == 0 && len(a.Deny) == 0 {
+			v.errorf(p, "an acl needs allow or deny entries")
+		}
+		v.prefixes(p+".allow", a.Allow)
+		v.prefixes(p+".deny", a.Deny)
+	}
+}
+
+func (v *validator) prefixes(path string, ps []netip.Prefix) {
+	for i, p := range ps {
+		if !p.IsValid() {
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "empty CIDR")
+		}
+	}
+}
+
+// readable reports a problem when a configured file cannot be opened.
+func (v *validator) readable(path, name string) {
+	if name == "" {
+		return
+	}
+	f, err := os.Open(v.c.Path(name))
+	if err != nil {
+		v.errorf(path, "cannot read %s: %s", name, readErr(err))
+		return
+	}
+	f.Close()
+}
+
+// cmpOr is cmp.Or for the path of entries made by flags.
+func cmpOr(origin, path string) string {
+	if origin != "" {
+		return origin
+	}
+	return path
+}

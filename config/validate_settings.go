@@ -1,0 +1,186 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+func (v *validator) rateLimit() {
+	r := v.c.RateLimit
+	if r.QPS < 0 {
+		v.errorf("rate_limit.qps", "must not be negative")
+	}
+	if r.Burst < 0 {
+		v.errorf("rate_limit.burst", "must not be negative")
+	}
+	switch r.Action {
+	case "", "refuse", "drop":
+	default:
+		v.errorf("rate_limit.action", "unknown action %q (want refuse or drop)", r.Action)
+	}
+	if r.IPv4Prefix < 0 || r.IPv4Prefix > 32 {
+		v.errorf("rate_limit.ipv4_prefix", "%d out of range 1-32", r.IPv4Prefix)
+	}
+	if r.IPv6Prefix < 0 || r.IPv6Prefix > 128 {
+		v.errorf("rate_limit.ipv6_prefix", "%d out of range 1-128", r.IPv6Prefix)
+	}
+	v.prefixes("rate_limit.exempt", r.Exempt)
+}
+
+func (v *validator) cache() {
+	c := v.c.Cache
+	if c.Size < 0 {
+		v.errorf("cache.size", "must not be negative")
+	}
+	if c.Bytes < 0 {
+		v.errorf("cache.bytes", "must not be negative")
+	}
+	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
+		v.errorf("cache.min_ttl", "%s is above max_ttl %s", c.MinTTL.D(), c.MaxTTL.D())
+	}
+	if c.Redis.Address != "" {
+		if err := checkHostPort(c.Redis.Address, true); err != nil {
+			v.errorf("cache.redis.address", "%v", err)
+		}
+	}
+	if c.Redis.DB < 0 {
+		v.errorf("cache.redis.db", "must not be negative")
+	}
+	v.envName("cache.redis.password_env", c.Redis.PasswordEnv)
+}
+
+func (v *validator) resolver() {
+	if s := v.c.Resolver.ServiceName; s != "" {
+		v.domain("resolver.service_name", s)
+	}
+}
+
+func (v *validator) tls() {
+	t := v.c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.errorf("tls", "cert_file and key_file go together")
+	}
+	v.readable("tls.cert_file", t.CertFile)
+	v.readable("tls.key_file", t.KeyFile)
+	switch t.MinVersion {
+	case "", "1.2", "1.3":
+	default:
+		v.errorf("tls.min_version", "unknown TLS version %q (want 1.2 or 1.3)", t.MinVersion)
+	}
+	if t.ECH.PublicName != "" {
+		v.domain("tls.ech.public_name", t.ECH.PublicName)
+	}
+	if t.ECH.Grace > 0 && t.ECH.Rotation == 0 {
+		v.errorf("tls.ech.grace", "grace needs a rotation interval")
+	}
+}
+
+func (v *validator) logging() {
+	l := v.c.Logging
+	switch strings.ToLower(l.Level) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.errorf("logging.level", "unknown level %q (want debug, info, warn or error)", l.Level)
+	}
+	switch l.Format {
+	case "", "text", "json":
+	default:
+		v.errorf("logging.format", "unknown format %q (want text or json)", l.Format)
+	}
+}
+
+func (v *validator) admin() {
+	if a := v.c.Admin.Address; a != "" {
+		if err := checkHostPort(a, false); err != nil {
+			v.errorf(v.c.adminPath(), "%v", err)
+		}
+	}
+}
+
+func (c *Config) adminPath() string {
+	if c.adminFlag {
+		return "-admin"
+	}
+	return "admin.address"
+}
+
+var (
+	proposalToken = regexp.MustCompile(`^(aes(128|192|256)(gcm(8|12|16)?)?|chacha20poly1305|sha(1|256|384|512)|prfsha(256|384|512)|x25519|curve25519|ecp(256|384|521)|modp(2048|3072|4096)|esn|noesn)$`)
+	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func (v *validator) envName(path, s string) {
+	if s != "" && !envNameRe.MatchString(s) {
+		v.errorf(path, "%q is not an environment variable name", s)
+	}
+}
+
+func (v *validator) tunnels() {
+	names := map[string]bool{}
+	for i, t := range v.c.Tunnels {
+		p := fmt.Sprintf("tunnels[%d]", i)
+		switch {
+		case t.Name == "":
+			v.errorf(p+".name", "name is required")
+		case names[t.Name]:
+			v.errorf(p+".name", "duplicate tunnel %q", t.Name)
+		}
+		names[t.Name] = true
+		gw := t.Gateway
+		if gw != "" && !strings.Contains(strings.TrimPrefix(gw, "["), "]:") && strings.Count(gw, ":") != 1 {
+			gw += ":4500" // a bare name or IP literal
+			if strings.Count(t.Gateway, ":") > 1 {
+				gw = "[" + t.Gateway + "]:4500"
+			}
+		}
+		if t.Gateway == "" {
+			v.errorf(p+".gateway", "gateway is required")
+		} else if err := checkHostPort(gw, true); err != nil {
+			v.errorf(p+".gateway", "%v", err)
+		}
+		if t.LocalID == "" {
+			v.errorf(p+".local_id", "local_id is required")
+		}
+		auth := 0
+		for _, set := range []bool{t.PSKFile != "", t.PSKEnv != "", t.CertFile != "" || t.KeyFile != ""} {
+			if set {
+				auth++
+			}
+		}
+		if auth != 1 {
+			v.errorf(p, "give exactly one of psk_file, psk_env, or cert_file with key_file")
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.errorf(p, "cert_file and key_file go together")
+		}
+		v.readable(p+".psk_file", t.PSKFile)
+		v.readable(p+".cert_file", t.CertFile)
+		v.readable(p+".key_file", t.KeyFile)
+		v.readable(p+".ca_file", t.CAFile)
+		v.envName(p+".psk_env", t.PSKEnv)
+		v.proposals(p+".ike_proposals", t.IKEProposals)
+		v.proposals(p+".esp_proposals", t.ESPProposals)
+		if len(t.RemoteSubnets) == 0 {
+			v.errorf(p+".remote_subnets", "at least one remote subnet is required")
+		}
+		v.prefixes(p+".remote_subnets", t.RemoteSubnets)
+		if t.MTU != 0 && (t.MTU < 576 || t.MTU > 9000) {
+			v.errorf(p+".mtu", "%d out of range 576-9000", t.MTU)
+		}
+		if t.MTU != 0 && t.MTU < 1280 && t.InnerAddress.Is6() {
+			v.errorf(p+".mtu", "IPv6 needs an MTU of at least 1280")
+		}
+	}
+}
+
+func (v *validator) proposals(path string, ps []string) {
+	for i, prop := range ps {
+		for tok := range strings.SplitSeq(strings.ToLower(prop), "-") {
+			if !proposalToken.MatchString(tok) {
+				v.errorf(fmt.Sprintf("%s[%d]", path, i), "unknown algorithm %q in proposal %q", tok, prop)
+				break
+			}
+		}
+	}
+}
