@@ -76,13 +76,13 @@ func packQuery(req *dns.Msg, id uint16, pad int, buf []byte) ([]byte, error) {
 type dropReason string
 
 const (
-	dropMalformed  dropReason = "malformed"   // does not parse
-	dropID         dropReason = "id"          // another query's ID (UDP)
-	dropUnknownID  dropReason = "unknown_id"  // no query waits for this ID (streams)
+	dropMalformed  dropReason = "malformed"    // does not parse
+	dropID         dropReason = "id"           // another query's ID (UDP)
+	dropUnknownID  dropReason = "unknown_id"   // no query waits for this ID (streams)
 	dropNotResp    dropReason = "not_response" // QR bit clear
-	dropQuestion   dropReason = "question"    // ID matches, question does not
-	dropOversized  dropReason = "oversized"   // longer than the transport allows
-	dropBadContent dropReason = "bad_content" // wrong content type or HTTP status (DoH)
+	dropQuestion   dropReason = "question"     // ID matches, question does not
+	dropOversized  dropReason = "oversized"    // longer than the transport allows
+	dropBadContent dropReason = "bad_content"  // wrong content type or HTTP status (DoH)
 )
 
 // checkResponse decides whether resp answers req (RFC 5452 §9.1): the QR bit
