@@ -1,0 +1,120 @@
+package resolver
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// limiter is a table of token buckets keyed by client network. The table is an
+// LRU: when it is full the least recently seen network is forgotten, which at
+// worst gives that network a fresh, full bucket.
+type limiter struct {
+	rate   float64 // tokens per nanosecond
+	burst  float64
+	exempt []netip.Prefix
+	now    func() time.Time
+
+	mu      sync.Mutex
+	buckets *simplelru.LRU[netip.Addr, *bucket]
+}
+
+type bucket struct {
+	tokens float64
+	last   int64 // unix nanoseconds of the last refill
+}
+
+// newLimiter returns nil when rate limiting is off.
+func newLimiter(c RateLimit, now func() time.Time) *limiter {
+	if c.QPS <= 0 {
+		return nil
+	}
+	burst := float64(c.Burst)
+	if burst <= 0 {
+		burst = max(1, c.QPS)
+	}
+	size := c.MaxClients
+	if size <= 0 {
+		size = 65536
+	}
+	lru, _ := simplelru.NewLRU[netip.Addr, *bucket](size, nil) // size > 0: cannot fail
+	return &limiter{
+		rate:    c.QPS / float64(time.Second),
+		burst:   burst,
+		exempt:  append([]netip.Prefix(nil), c.Exempt...),
+		now:     now,
+		buckets: lru,
+	}
+}
+
+// clientKey is the network a client is limited as: its /24 or /56.
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap().WithZone("")
+	bits := 56
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
+}
+
+func (l *limiter) exempted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range l.exempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// allow takes a token for client if one is available. With take false it
+// only reports whether one is, changing nothing observable.
+func (l *limiter) allow(client netip.Addr, take bool) bool {
+	if l == nil || l.exempted(client) {
+		return true
+	}
+	key := clientKey(client)
+	now := l.now().UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b *bucket
+	var ok bool
+	if take {
+		b, ok = l.buckets.Get(key)
+	} else {
+		b, ok = l.buckets.Peek(key)
+	}
+	if !ok {
+		if !take {
+			return true // a new network has a full bucket
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets.Add(key, b)
+	}
+	tokens := b.tokens
+	if el := now - b.last; el > 0 {
+		tokens = min(l.burst, tokens+float64(el)*l.rate)
+	}
+	if !take {
+		return tokens >= 1
+	}
+	b.tokens, b.last = tokens, max(now, b.last)
+	if tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// len is the number of networks tracked, for tests.
+func (l *limiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buckets.Len()
+}
