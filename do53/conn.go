@@ -1,0 +1,285 @@
+package do53
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/laminadns/lamina/resolver"
+)
+
+// conn is one client stream connection.
+type conn struct {
+	s  *StreamServer
+	nc net.Conn
+	br *bufio.Reader
+
+	// q is the template of this connection's queries; fixed once the TLS
+	// handshake is done, and used as is by the fast path.
+	q resolver.Query
+
+	ctx    context.Context // cancelled when the connection breaks or is closed
+	cancel context.CancelFunc
+	out    chan *[]byte  // framed responses for the writer
+	sem    chan struct{} // slow-path queries in flight
+	wdone  chan struct{} // closed when the writer has exited
+
+	handlers   sync.WaitGroup
+	inflight   atomic.Int32 // queries read and not yet answered
+	lastActive atomic.Int64 // unix nanoseconds of the last frame read or written
+}
+
+// readBufSize holds a few pipelined queries; larger frames are read apart.
+const readBufSize = 4096
+
+// writeBatch is how many bytes of ready responses one write gathers: about a
+// TLS record, so that DoT sends few records and TCP few segments.
+const writeBatch = 16 << 10
+
+func (s *StreamServer) newConn(nc net.Conn) *conn {
+	c := &conn{
+		s:     s,
+		nc:    nc,
+		out:   make(chan *[]byte, s.cfg.MaxInFlight+1),
+		sem:   make(chan struct{}, s.cfg.MaxInFlight),
+		wdone: make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.q = resolver.Query{
+		Client:    unmap(addrPort(nc.RemoteAddr())),
+		Local:     addrPort(nc.LocalAddr()),
+		Transport: s.cfg.Transport,
+		Listener:  s.cfg.Listener,
+		MaxSize:   65535,
+	}
+	c.lastActive.Store(time.Now().UnixNano())
+	return c
+}
+
+// idle reports whether c has no query in flight, making it the first to go
+// when MaxConns is reached. A client stalled mid-frame or mid-handshake
+// counts as idle.
+func (c *conn) idle() bool { return c.inflight.Load() == 0 }
+
+// close breaks the connection: reader and writer fail, handlers are cancelled.
+func (c *conn) close() {
+	c.cancel()
+	c.nc.Close()
+}
+
+func (c *conn) serve() {
+	defer c.s.untrack(c)
+	defer c.close()
+	cfg := &c.s.cfg
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(c.ctx, cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			cfg.Logger.Debug("tls handshake failed", "listener", cfg.Listener, "err", err)
+			return
+		}
+		c.q.TLS = tlsInfo(tc.ConnectionState())
+	}
+	c.br = bufio.NewReaderSize(c.nc, readBufSize)
+	go c.writeLoop()
+	if !c.readLoop() {
+		c.cancel() // broken or hostile: do not bother answering
+	}
+	c.handlers.Wait()
+	close(c.out)
+	<-c.wdone
+}
+
+// readLoop reads frames until the client leaves, stalls, idles out, sends
+// garbage or the server shuts down. It reports whether the queries already
+// read should still be answered.
+func (c *conn) readLoop() (answer bool) {
+	cfg := &c.s.cfg
+	for {
+		if c.br.Buffered() == 0 {
+			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+			if c.s.closing.Load() {
+				return true
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				if isTimeout(err) && c.inflight.Load() > 0 && !c.s.closing.Load() {
+					continue // not idle: answers are still being worked on
+				}
+				return c.s.closing.Load() || errors.Is(err, io.EOF) || isTimeout(err)
+			}
+		}
+		// A frame has begun: all of it must arrive within ReadTimeout.
+		deadline := false
+		if c.br.Buffered() < 2 {
+			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+			deadline = true
+		}
+		hdr, err := c.br.Peek(2)
+		if err != nil {
+			return c.s.closing.Load()
+		}
+		n := int(binary.BigEndian.Uint16(hdr))
+		if n < headerLen {
+			// A zero-length or header-less frame: the stream is not DNS.
+			cfg.Metrics.Dropped(cfg.Transport, DropMalformed)
+			return false
+		}
+		if !deadline && c.br.Buffered() < 2+n {
+			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		}
+		if 2+n <= c.br.Size() {
+			frame, err := c.br.Peek(2 + n)
+			if err != nil {
+				return c.s.closing.Load()
+			}
+			c.query(frame[2:])
+			c.br.Discard(2 + n)
+			continue
+		}
+		c.br.Discard(2)
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.br, body); err != nil {
+			return c.s.closing.Load()
+		}
+		c.query(body)
+	}
+}
+
+// query answers one framed query; raw is only valid during the call.
+func (c *conn) query(raw []byte) {
+	cfg := &c.s.cfg
+	start := time.Now()
+	c.lastActive.Store(start.UnixNano())
+	if raw[2]&0x80 != 0 {
+		cfg.Metrics.Dropped(cfg.Transport, DropMalformed) // a response, not a query
+		return
+	}
+	if c.s.wire != nil {
+		// Queries asking for keepalive or padding need Reply's EDNS work.
+		if w, ok := scanQuery(raw); ok && !w.keepalive && !(w.padding && cfg.Transport.Encrypted()) {
+			bp := c.s.getBuf()
+			if resp, ok := cfg.serveWire(c.s.wire, &c.q, raw, (*bp)[:2][2:]); ok {
+				cfg.Metrics.Observe(&c.q, w.qtype, int(resp[3]&0xF), time.Since(start))
+				c.send(frame(bp, resp))
+				return
+			}
+			c.s.putBuf(bp)
+		}
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
+	bp := c.s.getBuf()
+	*bp = append((*bp)[:0], raw...)
+	c.inflight.Add(1)
+	c.handlers.Add(1)
+	go c.handle(bp, start)
+}
+
+// handle runs the slow path for the query in *bp and reuses *bp for the answer.
+func (c *conn) handle(bp *[]byte, start time.Time) {
+	defer func() {
+		<-c.sem
+		c.inflight.Add(-1)
+		c.lastActive.Store(time.Now().UnixNano())
+		c.handlers.Done()
+	}()
+	cfg := &c.s.cfg
+	req, early, err := ParseQuery(*bp)
+	if err != nil {
+		cfg.Metrics.Dropped(cfg.Transport, DropMalformed)
+		c.s.putBuf(bp)
+		return
+	}
+	q := c.q // copy: handlers get their own Query
+	q.Msg = req
+	resp := early
+	if early == nil {
+		resp, err = cfg.serveDNS(c.ctx, &q)
+	}
+	wire, ok := cfg.finish(&q, resp, err, (*bp)[:2][2:], cfg.IdleTimeout, start)
+	if !ok {
+		c.s.putBuf(bp)
+		return
+	}
+	c.send(frame(bp, wire))
+}
+
+// frame prefixes wire with its length in *bp, where wire usually already sits
+// at offset 2.
+func frame(bp *[]byte, wire []byte) *[]byte {
+	b := (*bp)[:cap(*bp)]
+	if len(b) >= 2+len(wire) && &b[2] == &wire[0] {
+		b = b[:2+len(wire)]
+	} else {
+		b = append(b[:2], wire...)
+	}
+	binary.BigEndian.PutUint16(b, uint16(len(wire)))
+	*bp = b
+	return bp
+}
+
+func (c *conn) send(f *[]byte) {
+	select {
+	case c.out <- f:
+	case <-c.ctx.Done():
+		c.s.putBuf(f)
+	}
+}
+
+// writeLoop writes responses as they become ready, gathering those already
+// waiting into one write.
+func (c *conn) writeLoop() {
+	defer close(c.wdone)
+	failed := false
+	for f := range c.out {
+		if failed {
+			c.s.putBuf(f)
+			continue
+		}
+		if len(c.out) > 0 {
+			f = c.gather(f)
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		_, err := c.nc.Write(*f)
+		c.s.putBuf(f)
+		if err != nil {
+			failed = true
+			c.close()
+			continue
+		}
+		c.lastActive.Store(time.Now().UnixNano())
+	}
+}
+
+// gather appends the frames already waiting to f, up to writeBatch bytes.
+func (c *conn) gather(f *[]byte) *[]byte {
+	for len(*f) < writeBatch {
+		select {
+		case g, ok := <-c.out:
+			if !ok {
+				return f
+			}
+			*f = append(*f, *g...)
+			c.s.putBuf(g)
+		default:
+			return f
+		}
+	}
+	return f
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,256 @@
+package do53
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/laminadns/lamina/resolver"
+)
+
+// Server serves Do53 over UDP on one or more sockets (see ListenUDP).
+//
+// Each socket has one reader goroutine. A query the Handler's ServeWire
+// answers is handled inline on that goroutine with per-socket buffers and no
+// allocation; any other query is decoded and handled on its own goroutine,
+// bounded by Config.MaxInFlight. Server is safe for concurrent use.
+type Server struct {
+	cfg  Config
+	wire resolver.WireHandler
+
+	ctx    context.Context // cancelled by Close: aborts handlers
+	cancel context.CancelFunc
+	sem    chan struct{}
+	bufs   sync.Pool // *[]byte of udpBufSize
+
+	mu       sync.Mutex
+	pcs      map[net.PacketConn]struct{}
+	closing  atomic.Bool
+	readers  sync.WaitGroup
+	inflight sync.WaitGroup
+}
+
+// udpBufSize holds any response Reply may produce over UDP (MaxSize caps it
+// at resolver.DefaultUDPSize) with room for a larger ServeWire answer.
+const udpBufSize = 4096
+
+// NewServer checks cfg and returns a UDP server; cfg is copied.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.validate(DefaultUDPInFlight); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, wire: cfg.wireHandler(), sem: make(chan struct{}, cfg.MaxInFlight), pcs: map[net.PacketConn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bufs.New = func() any { b := make([]byte, udpBufSize); return &b }
+	return s, nil
+}
+
+// Serve answers queries arriving on pcs until Shutdown or Close, and then
+// returns ErrServerClosed; it returns early with an error only if a socket
+// fails for good. The Server owns pcs and closes them.
+func (s *Server) Serve(pcs ...net.PacketConn) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	for _, pc := range pcs {
+		s.pcs[pc] = struct{}{}
+	}
+	s.readers.Add(len(pcs))
+	s.mu.Unlock()
+	s.cfg.Logger.Info("serving", "listener", s.cfg.Listener, "transport", "udp", "addr", pcs[0].LocalAddr().String(), "sockets", len(pcs))
+
+	errc := make(chan error, len(pcs))
+	for _, pc := range pcs {
+		go func() {
+			defer s.readers.Done()
+			errc <- s.read(pc)
+		}()
+	}
+	var first error
+	for range pcs {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	return first
+}
+
+// read is a socket's reader loop.
+func (s *Server) read(pc net.PacketConn) error {
+	uc, _ := pc.(*net.UDPConn)
+	rbuf := make([]byte, 65535)
+	wbuf := make([]byte, 0, udpBufSize)
+	q := resolver.Query{Local: addrPort(pc.LocalAddr()), Transport: resolver.UDP, Listener: s.cfg.Listener}
+	failures := 0
+	for {
+		var (
+			n    int
+			from netip.AddrPort
+			addr net.Addr
+			err  error
+		)
+		if uc != nil {
+			n, from, err = uc.ReadFromUDPAddrPort(rbuf)
+		} else if n, addr, err = pc.ReadFrom(rbuf); err == nil {
+			from = addrPort(addr)
+		}
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// A transient error (ENOBUFS, an ICMP error surfaced by the
+			// kernel): back off briefly; give up only if it persists.
+			if failures++; failures > 100 {
+				return err
+			}
+			s.cfg.Logger.Warn("udp read failed", "listener", s.cfg.Listener, "err", err)
+			time.Sleep(time.Duration(failures) * time.Millisecond)
+			continue
+		}
+		failures = 0
+		start := time.Now()
+		raw := rbuf[:n]
+		// Never answer a response: any reply to it can be used to reflect
+		// and amplify traffic towards a spoofed source.
+		if n < headerLen || raw[2]&0x80 != 0 {
+			s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
+			continue
+		}
+		if s.wire != nil {
+			if w, ok := scanQuery(raw); ok {
+				q.Client = unmap(from)
+				q.MaxSize = w.maxSize(resolver.UDP)
+				if resp, ok := s.cfg.serveWire(s.wire, &q, raw, wbuf[:0]); ok {
+					s.write(pc, uc, resp, from, addr)
+					s.cfg.Metrics.Observe(&q, w.qtype, int(resp[3]&0xF), time.Since(start))
+					continue
+				}
+			}
+		}
+		s.slow(pc, uc, raw, from, addr, q.Local, start)
+	}
+}
+
+// slow hands a query to a goroutine, or drops it when MaxInFlight is reached.
+func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, from netip.AddrPort, addr net.Addr, local netip.AddrPort, start time.Time) {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.cfg.Metrics.Dropped(resolver.UDP, DropOverload)
+		return
+	}
+	bp := s.bufs.Get().(*[]byte)
+	pkt := append((*bp)[:0], raw...)
+	s.inflight.Add(1)
+	go func() {
+		defer func() {
+			*bp = pkt[:0]
+			s.bufs.Put(bp)
+			<-s.sem
+			s.inflight.Done()
+		}()
+		req, early, err := ParseQuery(pkt)
+		if err != nil {
+			s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
+			return
+		}
+		q := &resolver.Query{
+			Msg:       req,
+			Client:    unmap(from),
+			Local:     local,
+			Transport: resolver.UDP,
+			Listener:  s.cfg.Listener,
+			MaxSize:   MaxSize(req, resolver.UDP),
+		}
+		resp := early
+		if early == nil {
+			resp, err = s.cfg.serveDNS(s.ctx, q)
+		}
+		// The query is no longer needed: pack the response over it.
+		out, ok := s.cfg.finish(q, resp, err, pkt[:0], 0, start)
+		if ok {
+			s.write(pc, uc, out, from, addr)
+		}
+	}()
+}
+
+func (s *Server) write(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, addr net.Addr) {
+	var err error
+	if uc != nil {
+		_, err = uc.WriteToUDPAddrPort(b, to)
+	} else {
+		_, err = pc.WriteTo(b, addr)
+	}
+	if err != nil && !s.closing.Load() {
+		s.cfg.Logger.Debug("udp write failed", "listener", s.cfg.Listener, "err", err)
+	}
+}
+
+// Shutdown stops reading, waits until every query already read is answered,
+// then closes the sockets. If ctx ends first, in-flight handlers are
+// cancelled, the sockets closed and ctx's error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for pc := range s.pcs {
+		pc.SetReadDeadline(time.Now()) // wakes the reader, which sees closing
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.readers.Wait()
+		s.inflight.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.Close()
+	return err
+}
+
+// Close closes the sockets at once and cancels in-flight handlers, whose
+// answers are lost. It is idempotent and always returns nil.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	s.cancel()
+	for pc := range s.pcs {
+		pc.Close()
+		delete(s.pcs, pc)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// addrPort converts a net.Addr from a socket to a netip.AddrPort.
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// unmap turns an IPv4-mapped IPv6 client address into IPv4, so that policy
+// sees one form of each address.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
