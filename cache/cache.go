@@ -1,0 +1,232 @@
+package cache
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/laminadns/lamina/resolver"
+	"github.com/miekg/dns"
+)
+
+// Cache is an LRU of DNS responses; it satisfies resolver.Cache. It is safe
+// for concurrent use, never retains or modifies the messages given to it, and
+// must be created with New.
+type Cache struct {
+	s      settings
+	seed   maphash.Seed
+	shards []shard
+	mask   uint64
+}
+
+// shard is one lock's worth of the cache. Sharding by key hash keeps
+// concurrent hits (each moves its entry to the LRU front) off one mutex.
+type shard struct {
+	mu       sync.Mutex
+	lru      *simplelru.LRU[uint64, *entry]
+	bytes    int64 // mu
+	maxBytes int64
+
+	hits, misses, stale, prefetches, evictions atomic.Uint64
+	_                                          [64]byte // keep shards on separate cache lines
+}
+
+// New returns a cache configured by cfg; see Config for the zero values.
+func New(cfg Config) (*Cache, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	n := 1
+	if s.maxEntries >= 4096 { // small caches keep one exact LRU
+		n = 16
+	}
+	c := &Cache{s: s, seed: maphash.MakeSeed(), shards: make([]shard, n), mask: uint64(n - 1)}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.maxBytes = s.maxBytes / int64(n)
+		sh.lru, err = simplelru.NewLRU(max(s.maxEntries/n, 1), func(_ uint64, e *entry) { sh.bytes -= e.size() })
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cache) shard(key []byte) (*shard, uint64) {
+	h := maphash.Bytes(c.seed, key)
+	return &c.shards[h&c.mask], h
+}
+
+// lookup finds key's entry and judges it at time now. A response that would
+// exceed max bytes is a Miss that leaves the entry's state alone.
+func (c *Cache) lookup(key []byte, now int64, stale bool, max int, edns bool) (*entry, resolver.Freshness, uint32) {
+	sh, h := c.shard(key)
+	sh.mu.Lock()
+	e, ok := sh.lru.Get(h)
+	if !ok || !e.matches(key) {
+		sh.mu.Unlock()
+		return nil, resolver.Miss, 0
+	}
+	if left := e.expire - now; left > 0 {
+		if e.respLen(edns, false) > max {
+			sh.mu.Unlock()
+			return nil, resolver.Miss, 0
+		}
+		fr := resolver.Fresh
+		e.hits++
+		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && e.hits >= c.s.prefetchHits &&
+			left*prefetchShare < int64(e.ttl)*int64(time.Second) {
+			e.prefetch = true
+			fr = resolver.Refresh
+		}
+		sh.mu.Unlock()
+		sh.hits.Add(1)
+		if fr == resolver.Refresh {
+			sh.prefetches.Add(1)
+		}
+		return e, fr, uint32((left + int64(time.Second) - 1) / int64(time.Second))
+	}
+	if e.kind == servFail || c.s.maxStale < 0 || now-e.expire >= c.s.maxStale {
+		sh.lru.Remove(h) // past any use
+		sh.mu.Unlock()
+		return nil, resolver.Miss, 0
+	}
+	if !(stale || c.s.swr || now < e.failUntil) || e.respLen(edns, true) > max {
+		sh.mu.Unlock()
+		return nil, resolver.Miss, 0
+	}
+	sh.mu.Unlock()
+	sh.stale.Add(1)
+	return e, resolver.Stale, staleTTL
+}
+
+// AppendWire implements resolver.Cache's fast path. It counts hits but not
+// misses, since a caller falls back to Get, which counts them.
+func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, resolver.Freshness) {
+	q, ok := parseQuery(raw)
+	if !ok {
+		return dst, resolver.Miss
+	}
+	var kb [maxKey]byte
+	key := appendKey(kb[:0], raw[headerLen:q.nameEnd], q.qtype, q.qclass, q.do, raw[3]&flagCD != 0)
+	e, fr, ttl := c.lookup(key, c.s.now().UnixNano(), false, max, q.edns)
+	if fr == resolver.Miss {
+		return dst, fr
+	}
+	id := uint16(raw[0])<<8 | uint16(raw[1])
+	return e.appendTo(dst, id, raw[2]&(flagRD>>8) != 0, raw[headerLen:q.nameEnd], q.edns, q.do, fr == resolver.Stale, ttl), fr
+}
+
+// Get implements resolver.Cache. The returned message is the caller's.
+func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
+	if req == nil || len(req.Question) != 1 {
+		return nil, resolver.Miss
+	}
+	q := req.Question[0]
+	var nb [maxName + 1]byte
+	n, err := dns.PackDomainName(q.Name, nb[:], 0, nil, false)
+	if err != nil || n == 0 {
+		return nil, resolver.Miss
+	}
+	opt := req.IsEdns0()
+	do := opt != nil && opt.Do()
+	var kb [maxKey]byte
+	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
+	e, fr, ttl := c.lookup(key, c.s.now().UnixNano(), stale, 0xffff, opt != nil)
+	if fr == resolver.Miss {
+		if !stale { // a stale lookup follows a counted miss
+			sh, _ := c.shard(key)
+			sh.misses.Add(1)
+		}
+		return nil, fr
+	}
+	wire := e.appendTo(make([]byte, 0, e.respLen(opt != nil, fr == resolver.Stale)),
+		req.Id, req.RecursionDesired, nb[:n], opt != nil, do, fr == resolver.Stale, ttl)
+	m := new(dns.Msg)
+	if err := m.Unpack(wire); err != nil {
+		return nil, resolver.Miss
+	}
+	return m, fr
+}
+
+// Set implements resolver.Cache: it stores what is cacheable of resp, the
+// answer to req, and ignores the rest.
+func (c *Cache) Set(req, resp *dns.Msg) {
+	if req == nil || resp == nil || len(req.Question) != 1 || len(resp.Question) != 1 ||
+		!resp.Response || resp.Truncated || resp.Opcode != dns.OpcodeQuery {
+		return
+	}
+	q, rq := req.Question[0], resp.Question[0]
+	if rq.Qtype != q.Qtype || rq.Qclass != q.Qclass || !strings.EqualFold(rq.Name, q.Name) {
+		return
+	}
+	var nb [maxName + 1]byte
+	n, err := dns.PackDomainName(q.Name, nb[:], 0, nil, false)
+	if err != nil || n == 0 {
+		return
+	}
+	opt := req.IsEdns0()
+	do := opt != nil && opt.Do()
+	var kb [maxKey]byte
+	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
+	name := key[:n]
+
+	s, ok := selectRecords(q, resp, do)
+	if !ok {
+		return
+	}
+	ttl := s.ttl
+	switch s.kind {
+	case positive:
+		ttl = min(max(ttl, c.s.minTTL), c.s.maxTTL)
+	case negative:
+		ttl = min(ttl, c.s.maxNegTTL)
+	case servFail:
+		ttl = c.s.servFailTTL
+	}
+	if ttl == 0 {
+		return // RFC 1035 §3.2.1: TTL 0 is for this transaction only
+	}
+	now := c.s.now().UnixNano()
+	e, ok := newEntry(q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
+	if !ok {
+		return
+	}
+	c.store(key, e, now)
+}
+
+func (c *Cache) store(key []byte, e *entry, now int64) {
+	sh, h := c.shard(key)
+	if e.size() > sh.maxBytes {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.lru.Peek(h); ok {
+		if e.kind == servFail && old.kind != servFail && old.matches(key) {
+			// Keep a fresh answer, and keep an expired one for serve-stale,
+			// not asking upstream again for a while (RFC 8767 §5).
+			if old.expire <= now {
+				old.failUntil = now + int64(c.s.servFailTTL)*int64(time.Second)
+			}
+			if old.expire > now || c.s.maxStale >= 0 && now-old.expire < c.s.maxStale {
+				return
+			}
+		}
+		sh.bytes -= old.size() // Add replaces it without the eviction callback
+	}
+	if sh.lru.Add(h, e) {
+		sh.evictions.Add(1)
+	}
+	sh.bytes += e.size()
+	for sh.bytes > sh.maxBytes {
+		if _, _, ok := sh.lru.RemoveOldest(); !ok {
+			break
+		}
+		sh.evictions.Add(1)
+	}
+}

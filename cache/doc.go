@@ -1,0 +1,32 @@
+// Package cache is Lamina's DNS-aware answer cache: an LRU (hashicorp
+// golang-lru/v2) of packed responses, keyed by the lower-cased question name,
+// type, class and the DO and CD bits, bounded by entries and by bytes.
+//
+// It owns what may be stored and for how long: only responses whose question
+// matches the request, without TC, with NOERROR, NXDOMAIN or SERVFAIL; only the
+// records that belong to the answer (the CNAME/DNAME chain from the question
+// name to records of the question's type, the SOA of a negative answer, and
+// with DO their RRSIGs and NSEC/NSEC3), so that unrelated records cannot poison
+// it; TTLs that decay, clamped by Config; negative TTLs from the SOA (RFC 2308);
+// brief SERVFAIL caching (RFC 9520); serve-stale with TTL 30 and EDE 3 (RFC
+// 8767); and a prefetch signal for popular entries near expiry.
+//
+// The hit path ([Cache.AppendWire]) parses only the question of the raw query,
+// copies the stored packed answer, patches the ID, the RD bit, the question
+// name (so the client's 0x20 case survives) and each TTL in place, and appends
+// an OPT record when the query had one. It does not allocate.
+//
+// What it does not do: it never talks to the network (the resolver refreshes,
+// prefetches and coalesces), never decides policy, exports no Prometheus
+// metrics ([Cache.Stats] is adapted in cmd/), and keeps no ECS-specific entries
+// (the resolver strips ECS).
+//
+// Dependencies: *Cache satisfies resolver.Cache. Go matches interface methods
+// by identical types, so this package imports package resolver for the
+// Freshness type alone (and DefaultUDPSize); resolver never imports cache, so
+// there is no cycle. Nothing else of resolver is used here.
+//
+// RFCs: 1035, 2181 §5.2 (one TTL per RRset), 2308 (negative caching), 4035
+// §3.2.2 (CD), 6891 (EDNS), 8767 (serve-stale), 8914 (EDE), 9520 (resolution
+// failures).
+package cache

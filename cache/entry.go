@@ -1,0 +1,128 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+)
+
+// entryOverhead approximates the memory an entry costs beyond its packed
+// bytes: the entry struct, the LRU's list element and its map slot. It makes
+// Config.MaxBytes a bound on memory rather than on payload alone.
+const entryOverhead = 176
+
+// entry is one cached response. Everything but the fields marked "shard lock"
+// is immutable after construction, so a hit copies buf outside the lock.
+type entry struct {
+	// buf is the packed response with ID 0 and no OPT record, followed by
+	// the big-endian uint16 offsets of its TTL fields.
+	buf      []byte
+	wireLen  uint16
+	nameLen  uint8 // the question name is buf[12:12+nameLen+1]
+	kflags   uint8 // keyDO, keyCD
+	kind     kind
+	ttl      uint32 // seconds, after clamping
+	expire   int64  // unix nanoseconds
+	hits     uint32 // shard lock
+	prefetch bool   // shard lock: Refresh was reported once
+	// failUntil (shard lock) is set when a refresh of an expired entry
+	// failed: until then the entry is served stale without asking upstream
+	// again (RFC 8767 §5's failure recheck timer).
+	failUntil int64
+}
+
+// newEntry packs the selected records for the question q (whose wire name is
+// name, already lower-cased) and records where their TTLs are.
+func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl uint32, do bool, expire int64) (*entry, bool) {
+	m := &dns.Msg{
+		MsgHdr: dns.MsgHdr{
+			Response:           true,
+			RecursionDesired:   true,
+			RecursionAvailable: true,
+			// RFC 6840 §5.8: AD only for clients that asked for DNSSEC.
+			AuthenticatedData: do && resp.AuthenticatedData,
+			CheckingDisabled:  req.CheckingDisabled,
+			Rcode:             resp.Rcode,
+		},
+		Compress: true,
+		Question: []dns.Question{q},
+		Answer:   s.answer,
+		Ns:       s.ns,
+	}
+	wire, err := m.Pack()
+	if err != nil || len(wire) > 0xffff || len(wire) < headerLen+len(name)+4 {
+		return nil, false
+	}
+	// The question bytes become the canonical (lower-case) key; each hit
+	// overwrites them with the client's spelling.
+	copy(wire[headerLen:], name)
+	offs, err := ttlOffsets(make([]byte, 0, 16), wire)
+	if err != nil {
+		return nil, false
+	}
+	var kf uint8
+	if do {
+		kf |= keyDO
+	}
+	if req.CheckingDisabled {
+		kf |= keyCD
+	}
+	// One allocation of the exact size: wire followed by the offsets.
+	buf := make([]byte, len(wire)+len(offs))
+	copy(buf[copy(buf, wire):], offs)
+	return &entry{
+		buf:     buf,
+		wireLen: uint16(len(wire)),
+		nameLen: uint8(len(name) - 1),
+		kflags:  kf,
+		kind:    s.kind,
+		ttl:     ttl,
+		expire:  expire,
+	}, true
+}
+
+// matches reports whether the entry belongs to key (see appendKey).
+func (e *entry) matches(key []byte) bool {
+	n := int(e.nameLen) + 1 + 4
+	return len(key) == n+1 && key[n] == e.kflags && bytes.Equal(e.buf[headerLen:headerLen+n], key[:n])
+}
+
+func (e *entry) size() int64 { return int64(len(e.buf)) + entryOverhead }
+
+// respLen is the length of the response appendTo produces.
+func (e *entry) respLen(edns, stale bool) int {
+	n := int(e.wireLen)
+	if edns {
+		n += optLen
+		if stale {
+			n += edeLen
+		}
+	}
+	return n
+}
+
+// appendTo appends the response for a query with the given ID, RD bit and
+// question name bytes (same name as the entry's, in the client's case), with
+// every TTL set to ttl, and an OPT record when the query had EDNS.
+func (e *entry) appendTo(dst []byte, id uint16, rd bool, qname []byte, edns, do, stale bool, ttl uint32) []byte {
+	start := len(dst)
+	dst = append(dst, e.buf[:e.wireLen]...)
+	r := dst[start:]
+	binary.BigEndian.PutUint16(r, id)
+	flags := binary.BigEndian.Uint16(r[2:]) &^ flagRD
+	if rd {
+		flags |= flagRD
+	}
+	binary.BigEndian.PutUint16(r[2:], flags)
+	copy(r[headerLen:], qname)
+	offs := e.buf[e.wireLen:]
+	for i := 0; i+1 < len(offs); i += 2 {
+		binary.BigEndian.PutUint32(r[binary.BigEndian.Uint16(offs[i:]):], ttl)
+	}
+	if edns {
+		binary.BigEndian.PutUint16(r[10:], binary.BigEndian.Uint16(r[10:])+1)
+		dst = appendOPT(dst, do, stale)
+	}
+	return dst
+}

@@ -1,0 +1,113 @@
+package cache
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/laminadns/lamina/resolver"
+	"github.com/miekg/dns"
+)
+
+func fuzzSeeds(f *testing.F) {
+	for _, m := range []*dns.Msg{
+		reply(query("a.example.", dns.TypeA, true, true), dns.RcodeSuccess, []dns.RR{
+			mustRR("a.example. 300 IN CNAME b.example."), mustRR("b.example. 60 IN A 192.0.2.1"),
+			mustRR("b.example. 60 IN RRSIG A 13 2 60 20261231000000 20261101000000 1234 example. AAAA"),
+		}, nil, nil),
+		reply(query("X.example.", dns.TypeAAAA, false, false), dns.RcodeNameError, nil,
+			[]dns.RR{mustRR("example. 300 IN SOA ns.example. h.example. 1 2 3 4 60")}, nil),
+		reply(query("a.example.", dns.TypeMX, true, false), dns.RcodeServerFailure, nil, nil, nil),
+	} {
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+func mustRR(s string) dns.RR {
+	r, err := dns.NewRR(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// FuzzCacheSetGet offers arbitrary responses to the cache: Set must never
+// panic, and whatever comes back must answer the question it was asked.
+func FuzzCacheSetGet(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp := new(dns.Msg)
+		if resp.Unpack(b) != nil || len(resp.Question) != 1 {
+			return
+		}
+		c, clk := newCache(t, Config{})
+		req := new(dns.Msg)
+		req.Id = 0x4242
+		req.Question = []dns.Question{resp.Question[0]}
+		if opt := resp.IsEdns0(); opt != nil {
+			req.SetEdns0(1232, opt.Do())
+		}
+		resp.Response = true
+		c.Set(req, resp)
+		for _, d := range []time.Duration{0, time.Hour, 48 * time.Hour} {
+			clk.Advance(d)
+			m, fr := c.Get(req, true)
+			if fr == resolver.Miss {
+				continue
+			}
+			if m.Id != req.Id || len(m.Question) != 1 || m.Question[0] != req.Question[0] {
+				t.Fatalf("answer %v does not match question %v", m, req.Question)
+			}
+			raw, err := req.Pack()
+			if err != nil {
+				continue
+			}
+			out, wfr := c.AppendWire(nil, raw, 65535)
+			if wfr != resolver.Miss && !bytes.Equal(out[:2], raw[:2]) {
+				t.Fatal("AppendWire changed the ID")
+			}
+		}
+	})
+}
+
+// FuzzAppendWire feeds arbitrary raw queries to the hit path of a populated
+// cache: never a panic, and a hit is a well-formed answer to that query.
+func FuzzAppendWire(f *testing.F) {
+	for _, q := range []*dns.Msg{
+		query("a.example.", dns.TypeA, false, false),
+		query("A.EXAMPLE.", dns.TypeA, true, false),
+		query("b.example.", dns.TypeA, true, true),
+	} {
+		b, _ := q.Pack()
+		f.Add(b)
+	}
+	f.Add([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1})
+	c, _ := newCache(f, Config{})
+	for _, do := range []bool{false, true} {
+		req := query("a.example.", dns.TypeA, true, do)
+		c.Set(req, reply(req, dns.RcodeSuccess, []dns.RR{mustRR("a.example. 60 IN A 192.0.2.1")}, nil, nil))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, fr := c.AppendWire([]byte{}, raw, 512)
+		if fr == resolver.Miss {
+			if len(out) != 0 {
+				t.Fatal("Miss appended bytes")
+			}
+			return
+		}
+		m, q := new(dns.Msg), new(dns.Msg)
+		if err := m.Unpack(out); err != nil {
+			t.Fatalf("hit is not a DNS message: %v", err)
+		}
+		if err := q.Unpack(raw); err != nil {
+			t.Fatalf("hit for an unparsable query: %v", err)
+		}
+		if m.Id != q.Id || !m.Response || m.Question[0] != q.Question[0] || len(out) > 512 {
+			t.Fatalf("answer %v does not match query %v", m, q)
+		}
+	})
+}
