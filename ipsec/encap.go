@@ -1,0 +1,204 @@
+package ipsec
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/laminadns/lamina/ipsec/esp"
+)
+
+var errClosed = net.ErrClosed
+
+// recvLoop demultiplexes the outer socket (RFC 3948 §2): a single 0xFF byte
+// is a NAT keepalive, four zero bytes mark IKE, anything else is ESP.
+func (t *Tunnel) recvLoop() {
+	defer t.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := t.conn.Read(buf)
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A connected UDP socket reports ICMP errors (ECONNREFUSED)
+			// as read errors; count them and pause briefly.
+			t.c.recvErrs.Add(1)
+			select {
+			case <-t.ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		t.receive(buf[:n])
+	}
+}
+
+func (t *Tunnel) receive(p []byte) {
+	switch {
+	case len(p) == 1 && p[0] == 0xFF:
+		t.c.kaRecv.Add(1)
+	case len(p) >= 4 && binary.BigEndian.Uint32(p) == 0:
+		t.c.ikeRecv.Add(1)
+		msg := append([]byte(nil), p[4:]...)
+		if t.ike != nil {
+			t.ike.HandleIKE(msg)
+			return
+		}
+		select {
+		case t.ikeq <- msg:
+		default:
+			t.c.ikeDropped.Add(1)
+		}
+	default:
+		spi, ok := esp.SPIOf(p)
+		sa := (*t.in.Load())[spi]
+		if !ok || sa == nil {
+			t.c.unknownSPI.Add(1)
+			return
+		}
+		inner, _, err := sa.Open(p)
+		if err != nil {
+			return // counted by the SA
+		}
+		// RFC 4301 §5.2: the inner source must match the SA's selectors.
+		if src, ok := ipAddr(inner, false); !ok || !t.allowed(src) {
+			t.c.policy.Add(1)
+			return
+		}
+		if t.st.Write(inner) != nil {
+			t.c.injectErrs.Add(1)
+			return
+		}
+		t.c.packetsIn.Add(1)
+	}
+}
+
+// sendLoop is the only goroutine that seals, so packets leave in the order
+// the stack produced them, across outbound SA switches too.
+func (t *Tunnel) sendLoop() {
+	defer t.wg.Done()
+	off := esp.MaxHeadroom
+	buf := make([]byte, off+t.st.MTU()+esp.MaxTailroom)
+	for {
+		n, err := t.st.Read(t.ctx, buf, off)
+		if err != nil {
+			return
+		}
+		p := buf[off : off+n]
+		dst, ok := ipAddr(p, true)
+		if !ok || !t.allowed(dst) {
+			t.c.policy.Add(1)
+			continue
+		}
+		sa := t.out.Load()
+		if sa == nil {
+			t.c.noSA.Add(1)
+			continue
+		}
+		nh := byte(esp.NextHeaderIPv4)
+		if p[0]>>4 == 6 {
+			nh = esp.NextHeaderIPv6
+		}
+		pkt, err := sa.Seal(buf[:cap(buf)], off, n, nh)
+		if err != nil {
+			continue // counted by the SA
+		}
+		t.write(pkt)
+	}
+}
+
+func (t *Tunnel) write(pkt []byte) {
+	if _, err := t.conn.Write(pkt); err != nil {
+		t.c.sendErr.Add(1)
+		return
+	}
+	t.c.packetsOut.Add(1)
+	t.sentSince.Store(true)
+}
+
+// keepaliveLoop sends a NAT keepalive (RFC 3948 §2.3) when nothing was sent
+// for a whole period; ticking at half the period keeps the silence under it.
+func (t *Tunnel) keepaliveLoop() {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.keepalive / 2)
+	defer tick.Stop()
+	idle := false
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if t.sentSince.Swap(false) {
+			idle = false
+			continue
+		}
+		if !idle {
+			idle = true // silent for half a period; one more makes a period
+			continue
+		}
+		idle = false
+		if _, err := t.conn.Write([]byte{0xFF}); err != nil {
+			t.c.sendErr.Add(1)
+			continue
+		}
+		t.c.kaSent.Add(1)
+	}
+}
+
+// SendIKE sends one IKE message on the tunnel's socket behind the non-ESP
+// marker (RFC 3948 §2.2). It does not retain msg.
+func (t *Tunnel) SendIKE(ctx context.Context, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.ctx.Err() != nil {
+		return errClosed
+	}
+	b := make([]byte, 4+len(msg))
+	copy(b[4:], msg)
+	if _, err := t.conn.Write(b); err != nil {
+		t.c.sendErr.Add(1)
+		return err
+	}
+	t.c.ikeSent.Add(1)
+	t.sentSince.Store(true)
+	return nil
+}
+
+// ReadIKE returns the next IKE message received when Config.IKE is nil. It
+// blocks until one arrives, ctx ends, or the tunnel closes.
+func (t *Tunnel) ReadIKE(ctx context.Context) ([]byte, error) {
+	select {
+	case m := <-t.ikeq:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.ctx.Done():
+		return nil, errClosed
+	}
+}
+
+// ipAddr returns an IP packet's destination (dst) or source address.
+func ipAddr(p []byte, dst bool) (netip.Addr, bool) {
+	if len(p) >= 20 && p[0]>>4 == 4 {
+		o := 12
+		if dst {
+			o = 16
+		}
+		return netip.AddrFrom4([4]byte(p[o : o+4])), true
+	}
+	if len(p) >= 40 && p[0]>>4 == 6 {
+		o := 8
+		if dst {
+			o = 24
+		}
+		return netip.AddrFrom16([16]byte(p[o : o+16])), true
+	}
+	return netip.Addr{}, false
+}

@@ -1,0 +1,201 @@
+package ipsec
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/laminadns/lamina/ipsec/esp"
+)
+
+// sadb is the SA database: inbound SAs by SPI in a copy-on-write map read
+// without locks by the receive path, the outbound SA behind one atomic
+// pointer read by the (single) send path, so a switch never loses or
+// reorders a packet.
+type sadb struct {
+	mu                    sync.Mutex // serializes writers
+	in                    atomic.Pointer[map[uint32]*esp.SA]
+	out                   atomic.Pointer[esp.SA]
+	up                    chan struct{} // closed while out is set
+	timers                map[uint32]*time.Timer
+	retiredIn, retiredOut esp.Stats // counters of removed SAs, summed
+	switch_               atomic.Uint64
+}
+
+func (d *sadb) init() {
+	m := map[uint32]*esp.SA{}
+	d.in.Store(&m)
+	d.up = make(chan struct{})
+	d.timers = map[uint32]*time.Timer{}
+}
+
+func (t *Tunnel) hook(cfg *esp.Config) {
+	if cfg.OnEvent == nil {
+		cfg.OnEvent = t.onEvent
+	}
+}
+
+// AddInbound installs an inbound SA (cfg.Direction is set to Inbound):
+// packets with cfg.SPI are accepted from now on, alongside any older SA.
+func (t *Tunnel) AddInbound(cfg esp.Config) error {
+	cfg.Direction = esp.Inbound
+	t.hook(&cfg)
+	sa, err := esp.New(cfg)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.in.Load()
+	if _, dup := old[cfg.SPI]; dup {
+		sa.Close()
+		return fmt.Errorf("ipsec: inbound SPI %#x already installed", cfg.SPI)
+	}
+	m := maps.Clone(old)
+	m[cfg.SPI] = sa
+	t.in.Store(&m)
+	return nil
+}
+
+// SetOutbound atomically makes a new SA (cfg.Direction is set to Outbound)
+// the one every following packet is sealed with. The previous outbound SA
+// is retired; packets sealed before the switch were already sent in order.
+func (t *Tunnel) SetOutbound(cfg esp.Config) error {
+	cfg.Direction = esp.Outbound
+	t.hook(&cfg)
+	sa, err := esp.New(cfg)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.out.Swap(sa)
+	if old == nil {
+		close(t.up)
+	} else {
+		t.retire(old)
+		t.switch_.Add(1)
+	}
+	return nil
+}
+
+// InstallChildSA installs a Child SA pair: AddInbound(in), then
+// SetOutbound(out). This is the order of a rekey's initiator (RFC 7296
+// §2.8); a responder calls AddInbound first and SetOutbound when the peer's
+// DELETE of the old SA arrives.
+func (t *Tunnel) InstallChildSA(in, out esp.Config) error {
+	if err := t.AddInbound(in); err != nil {
+		return err
+	}
+	if err := t.SetOutbound(out); err != nil {
+		t.RemoveInbound(in.SPI, 0)
+		return err
+	}
+	return nil
+}
+
+// RemoveInbound removes the inbound SA with this SPI after grace (at once
+// when grace <= 0), so packets already in flight on an old SA are still
+// accepted after a rekey. Unknown SPIs are ignored.
+func (t *Tunnel) RemoveInbound(spi uint32, grace time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tm := t.timers[spi]; tm != nil {
+		tm.Stop()
+		delete(t.timers, spi)
+	}
+	if grace > 0 {
+		t.timers[spi] = time.AfterFunc(grace, func() { t.RemoveInbound(spi, 0) })
+		return
+	}
+	old := *t.in.Load()
+	sa := old[spi]
+	if sa == nil {
+		return
+	}
+	m := maps.Clone(old)
+	delete(m, spi)
+	t.in.Store(&m)
+	t.retire(sa)
+}
+
+// ClearOutbound removes the outbound SA (say the peer deleted it with no
+// replacement): packets are dropped and dials wait until SetOutbound.
+func (t *Tunnel) ClearOutbound() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.out.Swap(nil); old != nil {
+		t.up = make(chan struct{})
+		t.retire(old)
+	}
+}
+
+// Outbound returns the current outbound SA's SPI, or false when none.
+func (t *Tunnel) Outbound() (uint32, bool) {
+	if sa := t.out.Load(); sa != nil {
+		return sa.SPI(), true
+	}
+	return 0, false
+}
+
+// ErrNoSA reports that no outbound SA came up before the context ended.
+var ErrNoSA = errors.New("ipsec: no outbound SA")
+
+// waitUp blocks until an outbound SA exists, ctx ends or the tunnel closes.
+func (t *Tunnel) waitUp(ctx interface{ Done() <-chan struct{} }) error {
+	for t.out.Load() == nil {
+		t.mu.Lock()
+		up := t.up
+		t.mu.Unlock()
+		if t.out.Load() != nil {
+			break
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return ErrNoSA
+		case <-t.ctx.Done():
+			return errClosed
+		}
+	}
+	return nil
+}
+
+// retire stops an SA's timers and folds its counters into the totals.
+// Called with mu held.
+func (d *sadb) retire(sa *esp.SA) {
+	sa.Close()
+	if sa.Direction() == esp.Inbound {
+		addStats(&d.retiredIn, sa.Stats())
+	} else {
+		addStats(&d.retiredOut, sa.Stats())
+	}
+}
+
+func (d *sadb) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, tm := range d.timers {
+		tm.Stop()
+	}
+	for _, sa := range *d.in.Load() {
+		sa.Close()
+	}
+	if sa := d.out.Load(); sa != nil {
+		sa.Close()
+	}
+}
+
+func addStats(sum *esp.Stats, s esp.Stats) {
+	sum.Packets += s.Packets
+	sum.Bytes += s.Bytes
+	sum.ReplayDrops += s.ReplayDrops
+	sum.AuthFailures += s.AuthFailures
+	sum.DecryptErrors += s.DecryptErrors
+	sum.PadErrors += s.PadErrors
+	sum.DummyDrops += s.DummyDrops
+	sum.LifetimeDrops += s.LifetimeDrops
+}

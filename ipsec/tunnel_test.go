@@ -1,0 +1,104 @@
+package ipsec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func udpEcho(t testing.TB, s *Tunnel, addr string) {
+	t.Helper()
+	pc, err := s.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+func tcpEcho(t testing.TB, s *Tunnel, addr string) {
+	t.Helper()
+	l, err := s.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+}
+
+func TestTunnelUDPAndTCP(t *testing.T) {
+	client, server := tunnelPair(t, true)
+	udpEcho(t, server, "10.200.0.53:7")
+	udpEcho(t, server, "[fd00:200::53]:7")
+	tcpEcho(t, server, "10.200.0.53:7")
+	tcpEcho(t, server, "[fd00:200::53]:7")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ network, addr string }{
+		{"udp", "10.200.0.53:7"}, {"udp6", "[fd00:200::53]:7"}, {"tcp", "10.200.0.53:7"}, {"tcp6", "[fd00:200::53]:7"},
+	} {
+		c, err := client.DialContext(ctx, tc.network, tc.addr)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.network, tc.addr, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		msg := bytes.Repeat([]byte("0123456789"), 500) // > 1 MTU for TCP
+		if tc.network[:3] == "udp" {
+			msg = msg[:1200]
+		}
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("%s echo: %v", tc.network, err)
+		}
+		c.Close()
+	}
+	st := client.Stats()
+	if !st.Up || st.PacketsOut == 0 || st.PacketsIn == 0 || st.In.AuthFailures != 0 {
+		t.Fatalf("client stats %+v", st)
+	}
+}
+
+func TestDialOutsideTrafficSelectors(t *testing.T) {
+	client, _ := tunnelPair(t, true)
+	for _, addr := range []string{"10.9.9.9:53", "[2001:db8::1]:53"} {
+		_, err := client.DialContext(context.Background(), "udp", addr)
+		if !errors.Is(err, ErrOutsideTS) {
+			t.Fatalf("dial %s: %v, want ErrOutsideTS", addr, err)
+		}
+	}
+	if _, err := client.DialContext(context.Background(), "tcp", "ns.example:53"); err == nil {
+		t.Fatal("dialing a host name succeeded")
+	}
+	pc, err := client.ListenPacket(context.Background(), "udp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}); !errors.Is(err, ErrOutsideTS) {
+		t.Fatalf("WriteTo outside: %v", err)
+	}
+}
