@@ -202,3 +202,15 @@ func ipAddr(p []byte, dst bool) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// IKEConn adapts a Tunnel to a message-oriented IKE transport (the shape of
+// ipsec/ike's Conn): Send is SendIKE, Receive is ReadIKE. Use it only when
+// Config.IKE is nil.
+type IKEConn struct{ T *Tunnel }
+
+// Send transmits one IKE message behind the non-ESP marker.
+func (c IKEConn) Send(b []byte) error { return c.T.SendIKE(context.Background(), b) }
+
+// Receive returns the next IKE message, blocking until one arrives or ctx
+// ends.
+func (c IKEConn) Receive(ctx context.Context) ([]byte, error) { return c.T.ReadIKE(ctx) }
