@@ -1,0 +1,183 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/laminadns/lamina/ipsec/ike/wire"
+)
+
+// run is the session goroutine after Dial: it answers the gateway, probes
+// it after silence (DPD, RFC 7296 §2.4) and tears down on Close.
+func (s *Session) run(ctx context.Context) {
+	defer close(s.done)
+	defer s.cancel()
+	defer s.dropChildren()
+	dpd := time.NewTimer(s.dpdWait())
+	defer dpd.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.fail(ErrClosed)
+			return
+		case reply := <-s.closeC:
+			err := s.deleteIKE(ctx)
+			s.fail(ErrClosed)
+			reply <- err
+			return
+		case raw := <-s.in:
+			if err := s.inbound(raw); err != nil {
+				if errors.Is(err, ErrPeerDelete) {
+					s.log.Info("gateway deleted the IKE SA")
+					s.fail(err)
+					return
+				}
+				s.log.Debug("dropping message", "err", err)
+			}
+		case <-dpd.C:
+			if s.cfg.DPDDelay > 0 && time.Since(s.lastRecv) >= s.cfg.DPDDelay {
+				if err := s.informational(ctx, nil); err != nil {
+					s.log.Warn("gateway is not answering", "err", err)
+					s.fail(fmt.Errorf("dead peer detection: %w", err))
+					return
+				}
+			}
+			dpd.Reset(s.dpdWait())
+		}
+	}
+}
+
+func (s *Session) dpdWait() time.Duration {
+	if s.cfg.DPDDelay < 0 {
+		return time.Hour
+	}
+	if w := s.cfg.DPDDelay - time.Since(s.lastRecv); w > 0 {
+		return w
+	}
+	return s.cfg.DPDDelay
+}
+
+// inbound handles a message that is not a response we wait for.
+func (s *Session) inbound(raw []byte) error {
+	m, err := wire.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if m.SPIi != s.ike.spiI || m.SPIr != s.ike.spiR {
+		return errors.New("unknown IKE SPIs")
+	}
+	if m.IsResponse() {
+		return errors.New("unexpected response")
+	}
+	return s.handleRequest(raw, m)
+}
+
+// informational sends an INFORMATIONAL request with ps (none for a liveness
+// probe) and waits for the answer.
+func (s *Session) informational(ctx context.Context, ps []wire.Payload) error {
+	id := s.ike.nextOut
+	req, err := sealMessage(s.header(wire.Informational, id, false), ps, s.ike.keys.out)
+	if err != nil {
+		return err
+	}
+	_, err = s.roundTrip(ctx, req, wire.Informational, id, true)
+	s.ike.nextOut++
+	return err
+}
+
+func (s *Session) deleteIKE(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*s.cfg.RetransmitTimeout)
+	defer cancel()
+	err := s.informational(ctx, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+	if err != nil {
+		return fmt.Errorf("ike: deleting IKE SA: %w", err)
+	}
+	s.log.Info("IKE SA deleted")
+	return nil
+}
+
+func (s *Session) dropChildren() {
+	for spi := range s.children {
+		s.keyer.DeleteChild(spi)
+		delete(s.children, spi)
+	}
+}
+
+// handleRequest answers a request from the gateway (RFC 7296 §2.2: each
+// exactly once; a retransmission gets our cached response again).
+func (s *Session) handleRequest(raw []byte, m *wire.Message) error {
+	if s.ike.lastResp != nil && m.MessageID+1 == s.ike.nextIn {
+		return s.conn.Send(s.ike.lastResp)
+	}
+	if m.MessageID != s.ike.nextIn {
+		return fmt.Errorf("request with message ID %d, expected %d", m.MessageID, s.ike.nextIn)
+	}
+	ps, err := openMessage(raw, m, s.ike.keys.in)
+	if err != nil {
+		return err
+	}
+	s.lastRecvNow()
+	var resp []wire.Payload
+	var after error
+	switch m.Exchange {
+	case wire.Informational:
+		resp, after = s.onInformational(ps)
+	case wire.CreateChildSA:
+		resp = s.onCreateChildSA(ps)
+	default:
+		resp = []wire.Payload{&wire.Notify{NotifyType: wire.NotifyInvalidSyntax}}
+	}
+	out, err := sealMessage(s.header(m.Exchange, m.MessageID, true), resp, s.ike.keys.out)
+	if err != nil {
+		return err
+	}
+	s.ike.lastResp = out
+	s.ike.nextIn++
+	if err := s.conn.Send(out); err != nil {
+		s.log.Debug("sending response", "err", err)
+	}
+	return after
+}
+
+// onInformational handles DPD probes (empty) and DELETEs (RFC 7296 §1.4.1):
+// for deleted CHILD_SAs we answer with our inbound SPIs of the same pairs.
+func (s *Session) onInformational(ps []wire.Payload) ([]wire.Payload, error) {
+	var ours [][]byte
+	for _, p := range ps {
+		d, ok := p.(*wire.Delete)
+		if !ok {
+			continue
+		}
+		switch d.Protocol {
+		case wire.ProtoIKE:
+			return nil, ErrPeerDelete
+		case wire.ProtoESP:
+			for _, spi := range d.SPIs {
+				if len(spi) != 4 {
+					continue
+				}
+				out := binary.BigEndian.Uint32(spi)
+				for in, c := range s.children {
+					if c.sa.OutSPI == out {
+						ours = append(ours, binary.BigEndian.AppendUint32(nil, in))
+						s.keyer.DeleteChild(in)
+						delete(s.children, in)
+						s.log.Info("gateway deleted CHILD_SA", "in_spi", fmt.Sprintf("%08x", in))
+					}
+				}
+			}
+		}
+	}
+	if len(ours) == 0 {
+		return nil, nil
+	}
+	return []wire.Payload{&wire.Delete{Protocol: wire.ProtoESP, SPIs: ours}}, nil
+}
+
+// onCreateChildSA answers a gateway-initiated CREATE_CHILD_SA.
+func (s *Session) onCreateChildSA(ps []wire.Payload) []wire.Payload {
+	return []wire.Payload{&wire.Notify{NotifyType: wire.NotifyNoAdditionalSAs}}
+}

@@ -1,0 +1,238 @@
+package ike_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/laminadns/lamina/ipsec/esp"
+	"github.com/laminadns/lamina/ipsec/ike"
+	"github.com/laminadns/lamina/ipsec/ike/iketest"
+	"github.com/laminadns/lamina/ipsec/ike/wire"
+)
+
+// keyer records CHILD_SAs as the ESP layer would.
+type keyer struct {
+	mu       sync.Mutex
+	children map[uint32]ike.ChildSA
+	added    chan ike.ChildSA
+	deleted  chan uint32
+}
+
+func newKeyer() *keyer {
+	return &keyer{children: map[uint32]ike.ChildSA{}, added: make(chan ike.ChildSA, 16), deleted: make(chan uint32, 16)}
+}
+
+func (k *keyer) AddChild(c ike.ChildSA) error {
+	k.mu.Lock()
+	k.children[c.InSPI] = c
+	k.mu.Unlock()
+	k.added <- c
+	return nil
+}
+
+func (k *keyer) DeleteChild(spi uint32) {
+	k.mu.Lock()
+	delete(k.children, spi)
+	k.mu.Unlock()
+	k.deleted <- spi
+}
+
+func gateway() iketest.Gateway {
+	return iketest.Gateway{
+		// The gateway prefers X25519; Lamina offers P-256 first, so the
+		// first IKE_SA_INIT is answered with INVALID_KE_PAYLOAD(31).
+		Proposals:    "aes128gcm16-prfsha256-x25519, aes256gcm16-prfsha256-ecp256",
+		ESPProposals: "aes128gcm16",
+		PSK:          "test-psk-0123456789",
+		LocalID:      "gw.example",
+		RemoteID:     "resolver.example",
+		Pool:         true,
+	}
+}
+
+func config(c *iketest.Conn, psk string) ike.Config {
+	return ike.Config{
+		Local:             ike.FQDN("resolver.example"),
+		Remote:            ike.FQDN("gw.example"),
+		PSK:               []byte(psk),
+		LocalAddr:         c.UDP.LocalAddr().(*net.UDPAddr).AddrPort(),
+		RemoteAddr:        netip.AddrPortFrom(iketest.GatewayAddr, 4500),
+		RemoteNets:        []netip.Prefix{iketest.Internal},
+		InitialContact:    true,
+		RetransmitTimeout: 500 * time.Millisecond,
+		RetransmitTries:   4,
+	}
+}
+
+func dial(t *testing.T, lab *iketest.Lab, cfg func(*ike.Config)) (*ike.Session, *iketest.Conn, *keyer, error) {
+	t.Helper()
+	c := iketest.NewConn(lab.DialUDP(t, 4500))
+	k := newKeyer()
+	conf := config(c, "test-psk-0123456789")
+	if cfg != nil {
+		cfg(&conf)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := ike.Dial(ctx, c, k, conf)
+	if err == nil {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.Close(ctx)
+		})
+	}
+	return s, c, k, err
+}
+
+// queryThroughTunnel sends a DNS query for www.lab.example over the CHILD_SA
+// to NSD behind the gateway and returns the answer's first A record.
+func queryThroughTunnel(t *testing.T, c *iketest.Conn, child ike.ChildSA, src netip.Addr) netip.Addr {
+	t.Helper()
+	suite := esp.Suite{Cipher: esp.Cipher(child.Cipher), KeyBits: child.KeyBits, Integ: esp.Integ(child.Integ)}
+	out, err := esp.New(esp.Config{SPI: child.OutSPI, Direction: esp.Outbound, Suite: suite, EncKey: child.OutKey, IntegKey: child.OutInteg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := esp.New(esp.Config{SPI: child.InSPI, Direction: esp.Inbound, Suite: suite, EncKey: child.InKey, IntegKey: child.InInteg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try := uint16(1); try <= 3; try++ {
+		pkt := iketest.UDP4(netip.AddrPortFrom(src, 40000+try), netip.AddrPortFrom(iketest.DNSAddr, 53), iketest.DNSQuery(0x4c00+try, "www."+iketest.Zone))
+		buf := make([]byte, esp.MaxHeadroom+len(pkt), esp.MaxHeadroom+len(pkt)+esp.MaxTailroom)
+		copy(buf[esp.MaxHeadroom:], pkt)
+		sealed, err := out.Seal(buf, esp.MaxHeadroom, len(pkt), esp.NextHeaderIPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.UDP.Write(sealed); err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(3 * time.Second)
+		for waiting := true; waiting; {
+			select {
+			case <-timeout:
+				waiting = false
+			case p := <-c.ESP:
+				inner, nh, err := in.Open(p)
+				if err != nil || nh != esp.NextHeaderIPv4 {
+					t.Logf("dropping ESP packet: %v", err)
+					continue
+				}
+				from, dns, err := iketest.ParseUDP4(inner)
+				if err != nil || from != netip.AddrPortFrom(iketest.DNSAddr, 53) || len(dns) < 12 || binary.BigEndian.Uint16(dns) != 0x4c00+try {
+					continue
+				}
+				if dns[3]&0x0f != 0 || binary.BigEndian.Uint16(dns[6:]) == 0 {
+					t.Fatalf("DNS answer rcode %d, %d answers", dns[3]&0x0f, binary.BigEndian.Uint16(dns[6:]))
+				}
+				return firstA(t, dns)
+			}
+		}
+	}
+	t.Fatal("no DNS answer through the tunnel")
+	return netip.Addr{}
+}
+
+// TestStrongSwanPSK brings up an IKE SA with PSK against strongSwan: the
+// gateway rejects our P-256 KE with INVALID_KE_PAYLOAD and we retry with
+// X25519; AES-GCM-128 CHILD_SA; a virtual IP via CP; a DNS query through
+// ESP-in-UDP to NSD proves the CHILD_SA keys; Close deletes the IKE SA.
+func TestStrongSwanPSK(t *testing.T) {
+	lab := iketest.Start(t, gateway())
+	s, c, k, err := dial(t, lab, nil)
+	if err != nil {
+		t.Fatalf("Dial: %v\n%s", err, lab.Log())
+	}
+	info := s.Info()
+	if info.Group != wire.GroupX25519 {
+		t.Errorf("group %d, want X25519 after INVALID_KE", info.Group)
+	}
+	if !strings.Contains(lab.Log(), "INVAL_KE") {
+		t.Errorf("gateway log shows no INVALID_KE_PAYLOAD exchange")
+	}
+	if !strings.Contains(lab.Log(), "behind NAT") {
+		t.Errorf("gateway did not detect the forced NAT")
+	}
+	if len(info.VirtualIPs) != 1 || !iketest.Pool.Contains(info.VirtualIPs[0]) {
+		t.Fatalf("virtual IPs %v, want one in %v", info.VirtualIPs, iketest.Pool)
+	}
+	child := <-k.added
+	if child.Cipher != wire.EncrAESGCM16 || child.KeyBits != 128 || len(child.OutKey) != 20 {
+		t.Fatalf("child %+v", child)
+	}
+	if got := ike.Prefixes(child.Remote[0]); len(got) != 1 || got[0] != iketest.Internal {
+		t.Errorf("TSr %v, want %v", got, iketest.Internal)
+	}
+	if got := ike.Prefixes(child.Local[0]); len(got) != 1 || got[0] != netip.PrefixFrom(info.VirtualIPs[0], 32) {
+		t.Errorf("TSi %v, want the virtual IP", got)
+	}
+	if a := queryThroughTunnel(t, c, child, info.VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+		t.Fatalf("A record %v", a)
+	}
+	sas := lab.Swanctl(t, "--list-sas")
+	if !strings.Contains(sas, "ESTABLISHED") || !strings.Contains(sas, "INSTALLED, TUNNEL-in-UDP") {
+		t.Errorf("gateway SAs:\n%s", sas)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case spi := <-k.deleted:
+		if spi != child.InSPI {
+			t.Errorf("deleted %08x, want %08x", spi, child.InSPI)
+		}
+	case <-ctx.Done():
+		t.Fatal("CHILD_SA not removed on Close")
+	}
+	if !lab.WaitLog(ctx, "deleting IKE_SA") {
+		t.Errorf("gateway did not log the IKE SA deletion")
+	}
+}
+
+// TestStrongSwanWrongPSK: a wrong PSK fails Dial with AUTHENTICATION_FAILED.
+func TestStrongSwanWrongPSK(t *testing.T) {
+	lab := iketest.Start(t, gateway())
+	_, _, _, err := dial(t, lab, func(c *ike.Config) { c.PSK = []byte("not-the-psk") })
+	if !errors.Is(err, ike.ErrAuth) || !strings.Contains(err.Error(), "AUTHENTICATION_FAILED") {
+		t.Fatalf("Dial error %v, want AUTHENTICATION_FAILED", err)
+	}
+	var ne *ike.NotifyError
+	if !errors.As(err, &ne) || ne.Type != wire.NotifyAuthenticationFailed {
+		t.Fatalf("error %v is not a NotifyError", err)
+	}
+}
+
+// firstA returns the RDATA of the first answer record, which must be an A.
+func firstA(t *testing.T, m []byte) netip.Addr {
+	t.Helper()
+	skipName := func(i int) int {
+		for i < len(m) {
+			switch l := int(m[i]); {
+			case l == 0:
+				return i + 1
+			case l&0xc0 == 0xc0:
+				return i + 2
+			default:
+				i += 1 + l
+			}
+		}
+		return len(m)
+	}
+	i := skipName(12) + 4 // question
+	i = skipName(i)       // answer owner
+	if i+10+4 > len(m) || binary.BigEndian.Uint16(m[i:]) != 1 || binary.BigEndian.Uint16(m[i+8:]) != 4 {
+		t.Fatalf("first answer is not an A record: % x", m)
+	}
+	return netip.AddrFrom4([4]byte(m[i+10 : i+14]))
+}
