@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves the admin endpoints:
+//
+//	GET  /metrics              Prometheus metrics of every package
+//	GET  /healthz              200 while the process runs
+//	GET  /readyz               200 once every listener is up, 503 before and while shutting down
+//	POST /cache/flush          drop every cache entry
+//	POST /cache/flush?name=N   drop the entries of one name
+func adminHandler(h *swapHandler, g prometheus.Gatherer, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("POST /cache/flush", func(w http.ResponseWriter, r *http.Request) {
+		c := h.gen().cache
+		if c == nil {
+			http.Error(w, "the cache is disabled", http.StatusNotFound)
+			return
+		}
+		if name := r.URL.Query().Get("name"); name != "" {
+			n := c.FlushName(name)
+			fmt.Fprintf(w, "flushed %d entries of %s\n", n, name)
+			return
+		}
+		c.Flush()
+		fmt.Fprintln(w, "flushed")
+	})
+	return mux
+}
+
+// cacheCollector exports the current cache's Stats (package cache is free of
+// Prometheus).
+type cacheCollector struct {
+	h     *swapHandler
+	descs map[string]*prometheus.Desc
+}
+
+func newCacheCollector(h *swapHandler) *cacheCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &cacheCollector{h: h, descs: map[string]*prometheus.Desc{
+		"hits":       d("lamina_cache_hits_total", "Fresh answers served from the cache."),
+		"misses":     d("lamina_cache_misses_total", "Cache lookups that found nothing usable."),
+		"stale":      d("lamina_cache_stale_total", "Stale answers served (RFC 8767)."),
+		"prefetches": d("lamina_cache_prefetches_total", "Entries signalled for prefetch."),
+		"evictions":  d("lamina_cache_evictions_total", "Entries evicted by the entry or byte bound."),
+		"entries":    d("lamina_cache_entries", "Entries in the cache."),
+		"bytes":      d("lamina_cache_bytes", "Bytes accounted to cache entries."),
+	}}
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.h.cur.Load()
+	if a == nil || a.gen.cache == nil {
+		return
+	}
+	st := a.gen.cache.Stats()
+	counter := func(k string, v uint64) {
+		ch <- prometheus.MustNewConstMetric(c.descs[k], prometheus.CounterValue, float64(v))
+	}
+	counter("hits", st.Hits)
+	counter("misses", st.Misses)
+	counter("stale", st.Stale)
+	counter("prefetches", st.Prefetches)
+	counter("evictions", st.Evictions)
+	ch <- prometheus.MustNewConstMetric(c.descs["entries"], prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(c.descs["bytes"], prometheus.GaugeValue, float64(st.Bytes))
+}

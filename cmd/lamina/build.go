@@ -1,0 +1,259 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/laminadns/lamina/cache"
+	"github.com/laminadns/lamina/config"
+	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/resolver"
+	"github.com/laminadns/lamina/upstream"
+)
+
+// generation is everything built from one configuration that a reload
+// replaces as a whole: the resolver and its upstream groups. The cache is
+// carried over to the next generation when its settings did not change.
+type generation struct {
+	cfg    *config.Config
+	res    *resolver.Resolver
+	groups []upstream.Upstream
+	cache  *cache.Cache
+	// reg holds the resolver's metrics. The resolver registers its collectors
+	// in New and fails on duplicates, so each generation gets its own registry,
+	// gathered by /metrics while the generation serves.
+	reg *prometheus.Registry
+}
+
+// shared is what outlives generations: the process registry, the metrics of
+// packages that register once, and the logger.
+type shared struct {
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	upMetrics   *upstream.Metrics
+	do53Metrics *do53.Metrics
+}
+
+// build makes a generation from a validated config. prev, when not nil, is
+// the generation being replaced; its cache is reused if cache settings match.
+func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error) {
+	g := &generation{cfg: cfg, reg: prometheus.NewRegistry()}
+	ok := false
+	defer func() {
+		if !ok {
+			g.closeGroups()
+			if prev == nil || g.cache != prev.cache {
+				closeCache(g.cache)
+			}
+		}
+	}()
+
+	byName := map[string]upstream.Upstream{}
+	var routes []resolver.Route
+	for _, r := range cfg.Routes {
+		u, found := byName[r.Group]
+		if !found {
+			i := slices.IndexFunc(cfg.UpstreamGroups, func(x config.UpstreamGroup) bool { return x.Name == r.Group })
+			var err error
+			if u, err = buildGroup(cfg.UpstreamGroups[i], sh); err != nil {
+				return nil, err
+			}
+			byName[r.Group] = u
+			g.groups = append(g.groups, u)
+		}
+		routes = append(routes, resolver.Route{Zone: dns.Fqdn(r.Zone), Upstream: u})
+	}
+
+	if !cfg.Cache.Disable {
+		if prev != nil && prev.cache != nil && reflect.DeepEqual(prev.cfg.Cache, cfg.Cache) {
+			g.cache = prev.cache
+		} else {
+			c, err := cache.New(cacheConfig(cfg.Cache))
+			if err != nil {
+				return nil, fmt.Errorf("cache: %w", err)
+			}
+			g.cache = c
+		}
+	}
+
+	rc := resolver.Config{
+		Routes:      routes,
+		LocalZones:  localZones(cfg.LocalZones),
+		ACLs:        acls(cfg),
+		RateLimit:   rateLimit(cfg.RateLimit),
+		RefuseAny:   !cfg.Resolver.ForwardAny,
+		SendECS:     cfg.Resolver.SendECS,
+		Timeout:     cfg.Resolver.Timeout.D(),
+		Logger:      sh.log,
+		LogClientIP: cfg.Logging.LogClientIP,
+		Registerer:  g.reg,
+	}
+	if g.cache != nil {
+		rc.Cache = g.cache
+	}
+	if cfg.Logging.QueryLog {
+		rc.QueryLog = sh.log.With("log", "query")
+	}
+	res, err := resolver.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	g.res = res
+	ok = true
+	return g, nil
+}
+
+// buildGroup makes an upstream.Group from its config.
+func buildGroup(gc config.UpstreamGroup, sh *shared) (upstream.Upstream, error) {
+	if gc.Tunnel != "" {
+		return nil, fmt.Errorf("upstream group %q: tunnel %q: IPsec tunnels are not wired into this build yet", gc.Name, gc.Tunnel)
+	}
+	strategy, err := upstream.ParseStrategy(cmp.Or(gc.Strategy, "failover"))
+	if err != nil {
+		return nil, fmt.Errorf("upstream group %q: %w", gc.Name, err)
+	}
+	opts := upstream.Options{
+		Timeout: gc.TryTimeout.D(),
+		Logger:  sh.log.With("component", "upstream"),
+		Metrics: sh.upMetrics,
+	}
+	var ups []upstream.Upstream
+	for _, raw := range gc.Upstreams {
+		u, err := upstream.Parse(raw, opts)
+		if err != nil {
+			for _, x := range ups {
+				x.Close()
+			}
+			return nil, fmt.Errorf("upstream group %q: %w", gc.Name, err)
+		}
+		ups = append(ups, u)
+	}
+	grp, err := upstream.NewGroup(upstream.GroupConfig{
+		Name:      gc.Name,
+		Upstreams: ups,
+		Strategy:  strategy,
+		Stagger:   gc.Stagger.D(),
+		Logger:    sh.log.With("component", "upstream"),
+		Metrics:   sh.upMetrics,
+	})
+	if err != nil {
+		for _, x := range ups {
+			x.Close()
+		}
+		return nil, err
+	}
+	if gc.Timeout > 0 {
+		return timeoutUpstream{grp, gc.Timeout.D()}, nil
+	}
+	return grp, nil
+}
+
+// timeoutUpstream bounds a whole group exchange (upstream_groups[].timeout),
+// which upstream.Group leaves to its caller's context.
+type timeoutUpstream struct {
+	upstream.Upstream
+	d time.Duration
+}
+
+func (t timeoutUpstream) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.Upstream.Exchange(ctx, req)
+}
+
+func cacheConfig(c config.Cache) cache.Config {
+	cc := cache.Config{
+		MaxEntries:           c.Size,
+		MaxBytes:             c.Bytes,
+		MinTTL:               c.MinTTL.D(),
+		MaxTTL:               c.MaxTTL.D(),
+		MaxStale:             c.MaxStale.D(),
+		StaleWhileRevalidate: c.StaleWhileRevalidate,
+	}
+	if !c.ServeStale && !c.StaleWhileRevalidate {
+		cc.MaxStale = -1
+	}
+	if c.DisablePrefetch {
+		cc.PrefetchHits = -1
+	}
+	return cc
+}
+
+func localZones(zs []config.LocalZone) []resolver.LocalZone {
+	out := make([]resolver.LocalZone, len(zs))
+	for i, z := range zs {
+		out[i] = resolver.LocalZone{Name: dns.CanonicalName(z.Name), Records: z.RRs}
+	}
+	return out
+}
+
+// acls maps each listener to its ACL. The config says "longest prefix wins,
+// deny wins a tie"; the resolver's ACL is first-match, so the rules are sorted
+// most specific first.
+func acls(cfg *config.Config) map[string]resolver.ACL {
+	named := map[string]resolver.ACL{}
+	for _, a := range cfg.ACLs {
+		var rules resolver.ACL
+		for _, p := range a.Deny {
+			rules = append(rules, resolver.ACLRule{Prefix: p.Masked()})
+		}
+		for _, p := range a.Allow {
+			rules = append(rules, resolver.ACLRule{Prefix: p.Masked(), Allow: true})
+		}
+		slices.SortStableFunc(rules, func(x, y resolver.ACLRule) int { return cmp.Compare(y.Prefix.Bits(), x.Prefix.Bits()) })
+		named[a.Name] = rules
+	}
+	out := map[string]resolver.ACL{}
+	if a, ok := named["*"]; ok {
+		out["*"] = a
+	}
+	for _, l := range cfg.Listeners {
+		if l.ACL != "" {
+			out[l.Name] = named[l.ACL]
+		}
+	}
+	return out
+}
+
+func rateLimit(r config.RateLimit) resolver.RateLimit {
+	rl := resolver.RateLimit{QPS: r.QPS, Burst: r.Burst, Exempt: r.Exempt}
+	if r.Action == "drop" {
+		rl.Action = resolver.RateLimitDrop
+	}
+	return rl
+}
+
+// close stops the generation: the resolver, then its groups (which the
+// resolver does not own). A cache still used by next is left open.
+func (g *generation) close(next *generation) {
+	g.res.Close()
+	g.closeGroups()
+	if next == nil || next.cache != g.cache {
+		closeCache(g.cache)
+	}
+}
+
+func (g *generation) closeGroups() {
+	var errs []error
+	for _, u := range g.groups {
+		errs = append(errs, u.Close())
+	}
+	_ = errors.Join(errs...)
+}
+
+// closeCache closes c if it holds resources (a Redis client, say).
+func closeCache(c *cache.Cache) {
+	if cl, ok := any(c).(io.Closer); ok && c != nil {
+		cl.Close()
+	}
+}
