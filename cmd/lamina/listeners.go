@@ -20,7 +20,9 @@ type listener struct {
 }
 
 // key identifies a listener across reloads: the same key keeps running.
-func listenerKey(l config.Listener) string { return l.Name + "\x00" + l.Parsed.Scheme + "://" + l.Parsed.Addr.String() + l.Parsed.Path }
+func listenerKey(l config.Listener) string {
+	return l.Name + "\x00" + l.Parsed.Scheme + "://" + l.Parsed.Addr.String() + l.Parsed.Path
+}
 
 // startListener binds l's socket and serves h on it. Serve errors after a
 // successful start (a socket failing for good) are sent to fatal.
