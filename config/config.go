@@ -130,8 +130,7 @@ type ACL struct {
 	Deny  []netip.Prefix `yaml:"deny"`  // CIDRs refused
 }
 
-// RateLimit is a per-client token bucket, keyed by IPv4 /24 and IPv6 /56 by
-// default.
+// RateLimit is a per-client token bucket, keyed by IPv4 /24 and IPv6 /56.
 type RateLimit struct {
 	// QPS is the sustained rate per client network. Zero: no rate limit.
 	QPS float64 `yaml:"qps"`
@@ -139,9 +138,6 @@ type RateLimit struct {
 	Burst int `yaml:"burst"`
 	// Action is refuse (REFUSED with EDE) or drop. Empty: refuse.
 	Action string `yaml:"action"`
-	// IPv4Prefix and IPv6Prefix set the client network size. Zero: 24 and 56.
-	IPv4Prefix int `yaml:"ipv4_prefix"`
-	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// Exempt clients are never limited.
 	Exempt []netip.Prefix `yaml:"exempt"`
 }
@@ -163,8 +159,9 @@ type Cache struct {
 	StaleWhileRevalidate bool `yaml:"stale_while_revalidate"`
 	// MaxStale is how long past expiry an entry may be served. Zero: 1 day.
 	MaxStale Duration `yaml:"max_stale"`
-	// Prefetch refreshes popular entries shortly before they expire.
-	Prefetch bool `yaml:"prefetch"`
+	// DisablePrefetch stops refreshing popular entries shortly before they
+	// expire. Zero (false): prefetch on.
+	DisablePrefetch bool `yaml:"disable_prefetch"`
 	// Redis is an optional shared second-level cache.
 	Redis Redis `yaml:"redis"`
 }
@@ -185,10 +182,14 @@ type Redis struct {
 
 // Resolver holds query-path settings.
 type Resolver struct {
-	// Timeout bounds one query end to end. Zero: 5s.
+	// Timeout bounds each upstream exchange. Zero: 5s.
 	Timeout Duration `yaml:"timeout"`
-	// ForwardECS keeps EDNS Client Subnet on forwarded queries. Zero: stripped.
-	ForwardECS bool `yaml:"forward_ecs"`
+	// SendECS sends EDNS Client Subnet upstream (the client's own option, or
+	// its address cut to /24 or /56). Zero (false): ECS is stripped.
+	SendECS bool `yaml:"send_ecs"`
+	// ForwardAny forwards ANY queries. Zero (false): they get the RFC 8482
+	// minimal answer.
+	ForwardAny bool `yaml:"forward_any"`
 	// ServiceName is the name Lamina advertises for itself in HTTPS/SVCB and DDR
 	// (RFC 9462) answers. Empty: no self records.
 	ServiceName string `yaml:"service_name"`

@@ -65,7 +65,7 @@ func TestErrors(t *testing.T) {
 		{"unknown top key", "listener: []\n", "t.yaml:1: listener: unknown key (did you mean \"listeners\"?)"},
 		{"wrong type int", minimal + "cache:\n  size: lots\n", "t.yaml:4: cache.size: want an integer, got \"lots\""},
 		{"wrong type list", "listeners: udp://127.0.0.1:53\n", "t.yaml:1: listeners: want a list, got \"udp://127.0.0.1:53\""},
-		{"wrong type bool", minimal + "cache:\n  prefetch: yes please\n", "t.yaml:4: cache.prefetch: want true or false"},
+		{"wrong type bool", minimal + "cache:\n  serve_stale: yes please\n", "t.yaml:4: cache.serve_stale: want true or false"},
 		{"wrong type map", minimal + "logging: [a]\n", "t.yaml:3: logging: want a mapping"},
 		{"duplicate key", minimal + "cache:\n  size: 1\n  size: 2\n", "t.yaml:5: cache.size: key given twice"},
 		{"syntax", "listeners:\n  - url: [\n", "t.yaml:2: did not find expected node content"},

@@ -19,12 +19,6 @@ func (v *validator) rateLimit() {
 	default:
 		v.errorf("rate_limit.action", "unknown action %q (want refuse or drop)", r.Action)
 	}
-	if r.IPv4Prefix < 0 || r.IPv4Prefix > 32 {
-		v.errorf("rate_limit.ipv4_prefix", "%d out of range 1-32", r.IPv4Prefix)
-	}
-	if r.IPv6Prefix < 0 || r.IPv6Prefix > 128 {
-		v.errorf("rate_limit.ipv6_prefix", "%d out of range 1-128", r.IPv6Prefix)
-	}
 	v.prefixes("rate_limit.exempt", r.Exempt)
 }
 
