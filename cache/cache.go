@@ -113,7 +113,7 @@ func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, resolver.Freshness
 	}
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], raw[headerLen:q.nameEnd], q.qtype, q.qclass, q.do, raw[3]&flagCD != 0)
-	e, fr, ttl := c.lookup(key, c.s.now().UnixNano(), false, max, q.edns)
+	e, fr, ttl := c.lookup(key, c.s.now(), false, max, q.edns)
 	if fr == resolver.Miss {
 		return dst, fr
 	}
@@ -136,7 +136,7 @@ func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
 	do := opt != nil && opt.Do()
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
-	e, fr, ttl := c.lookup(key, c.s.now().UnixNano(), stale, 0xffff, opt != nil)
+	e, fr, ttl := c.lookup(key, c.s.now(), stale, 0xffff, opt != nil)
 	if fr == resolver.Miss {
 		if !stale { // a stale lookup follows a counted miss
 			sh, _ := c.shard(key)
@@ -191,7 +191,7 @@ func (c *Cache) Set(req, resp *dns.Msg) {
 	if ttl == 0 {
 		return // RFC 1035 §3.2.1: TTL 0 is for this transaction only
 	}
-	now := c.s.now().UnixNano()
+	now := c.s.now()
 	e, ok := newEntry(q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
 	if !ok {
 		return

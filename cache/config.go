@@ -67,7 +67,7 @@ type settings struct {
 	maxStale     int64  // nanoseconds; < 0 = no serve-stale
 	swr          bool
 	prefetchHits uint32 // 0 = no prefetch
-	now          func() time.Time
+	now          func() int64 // unix nanoseconds
 }
 
 func (c Config) settings() (settings, error) {
@@ -75,7 +75,6 @@ func (c Config) settings() (settings, error) {
 		maxEntries: c.MaxEntries,
 		maxBytes:   c.MaxBytes,
 		swr:        c.StaleWhileRevalidate,
-		now:        c.Now,
 	}
 	switch {
 	case c.MaxEntries < 0, c.MaxBytes < 0, c.MinTTL < 0, c.MaxTTL < 0, c.MaxNegTTL < 0:
@@ -101,10 +100,20 @@ func (c Config) settings() (settings, error) {
 	if c.PrefetchHits >= 0 {
 		s.prefetchHits = uint32(orDefault(c.PrefetchHits, 2))
 	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s.now = unixClock(c.Now)
 	return s, nil
+}
+
+// unixClock turns Config.Now into unix nanoseconds. Without an injected clock it
+// reads the monotonic clock only (time.Since): on the hit path that costs a
+// fraction of time.Now, and wall-clock steps cannot stretch or cut TTLs.
+func unixClock(now func() time.Time) func() int64 {
+	if now != nil {
+		return func() int64 { return now().UnixNano() }
+	}
+	base := time.Now()
+	unix := base.UnixNano()
+	return func() int64 { return unix + int64(time.Since(base)) }
 }
 
 func orDefault[T comparable](v, def T) T {
