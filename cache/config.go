@@ -66,7 +66,7 @@ type settings struct {
 	servFailTTL  uint32 // 0 = SERVFAIL not cached
 	maxStale     int64  // nanoseconds; < 0 = no serve-stale
 	swr          bool
-	prefetchHits uint32 // 0 = no prefetch
+	prefetchHits uint32       // 0 = no prefetch
 	now          func() int64 // unix nanoseconds
 }
 
