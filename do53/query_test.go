@@ -172,4 +172,3 @@ func TestMaxSize(t *testing.T) {
 		}
 	}
 }
-
