@@ -21,9 +21,9 @@ var fixedZones = map[string][]string{
 		"*.localhost. 3600 IN A 127.0.0.1",
 		"*.localhost. 3600 IN AAAA ::1",
 	},
-	"invalid.":    nil,
-	"onion.":      nil,
-	resolverArpa: nil,
+	"invalid.":                nil,
+	"onion.":                  nil,
+	resolverArpa:              nil,
 	"1.0.0.127.in-addr.arpa.": {"1.0.0.127.in-addr.arpa. 3600 IN PTR localhost."},
 	"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.": {
 		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. 3600 IN PTR localhost.",

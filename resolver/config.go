@@ -73,7 +73,8 @@ type Config struct {
 	Logger *slog.Logger
 
 	// QueryLog, when non-nil, gets one Info record per answered query (name,
-	// type, transport, rcode, source, duration). Nil turns the query log off.
+	// type, transport, rcode, source; duration except for fast-path cache
+	// hits). Nil turns the query log off.
 	QueryLog *slog.Logger
 
 	// LogClientIP adds the client's network (/24 for IPv4, /48 for IPv6, as

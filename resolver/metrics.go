@@ -150,7 +150,9 @@ func (r *Resolver) logQuery(q *Query, name string, qtype uint16, rcode int, s so
 		slog.String("transport", q.Transport.String()),
 		slog.String("rcode", rcodeName(rcode)),
 		slog.String("source", s.String()),
-		slog.Duration("duration", time.Since(start)),
+	}
+	if !start.IsZero() {
+		attrs = append(attrs, slog.Duration("duration", time.Since(start)))
 	}
 	if r.logClientIP {
 		attrs = append(attrs, slog.String("client", clientNet(q.Client.Addr()).String()))

@@ -1,9 +1,12 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,7 +200,7 @@ func TestRateLimitDropAndRefill(t *testing.T) {
 		RateLimit: RateLimit{QPS: 2, Burst: 1, Action: RateLimitDrop, MaxClients: 4},
 	})
 	now := time.Unix(1000, 0)
-	r.limiter.now = func() time.Time { return now }
+	r.limiter.now = func() int64 { return now.UnixNano() }
 	q := query("example.com.", dns.TypeA)
 	if _, err := r.ServeDNS(context.Background(), q); err != nil {
 		t.Fatal(err)
@@ -270,5 +273,30 @@ func TestSanity(t *testing.T) {
 	q.Msg.Response = true
 	if _, err := r.ServeDNS(context.Background(), q); !errors.Is(err, ErrDrop) {
 		t.Errorf("a response as query: %v, want ErrDrop", err)
+	}
+}
+
+func TestQueryLog(t *testing.T) {
+	var buf bytes.Buffer
+	qlog := slog.New(slog.NewTextHandler(&buf, nil))
+	for _, withIP := range []bool{false, true} {
+		buf.Reset()
+		r, _ := cachedResolver(t, Config{QueryLog: qlog, LogClientIP: withIP, ACLs: map[string]ACL{"*": {{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Allow: true}}}})
+		serve(t, r, from(query("localhost.", dns.TypeA), "198.51.100.7"))
+		q := from(query("example.com.", dns.TypeA), "198.51.100.7")
+		if _, ok := r.ServeWire(q, pack(t, q.Msg), nil); !ok {
+			t.Fatal("wire hit declined")
+		}
+		q.Msg.Question = nil
+		r.ServeDNS(context.Background(), q) // FORMERR, no question to log
+		out := buf.String()
+		for _, want := range []string{"name=localhost. type=A transport=udp rcode=NOERROR source=local", "name=example.com. type=A transport=udp rcode=NOERROR source=cache"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("query log lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "198.51.100.7") || strings.Contains(out, "198.51.100.0/24") != withIP {
+			t.Errorf("LogClientIP=%v, log:\n%s", withIP, out)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package resolver
 
 import (
+	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -15,7 +17,7 @@ type limiter struct {
 	rate   float64 // tokens per nanosecond
 	burst  float64
 	exempt []netip.Prefix
-	now    func() time.Time
+	now    func() int64 // unix nanoseconds
 
 	mu      sync.Mutex
 	buckets *simplelru.LRU[netip.Addr, *bucket]
@@ -27,7 +29,7 @@ type bucket struct {
 }
 
 // newLimiter returns nil when rate limiting is off.
-func newLimiter(c RateLimit, now func() time.Time) *limiter {
+func newLimiter(c RateLimit, now func() int64) *limiter {
 	if c.QPS <= 0 {
 		return nil
 	}
@@ -80,7 +82,7 @@ func (l *limiter) allow(client netip.Addr, take bool) bool {
 		return true
 	}
 	key := clientKey(client)
-	now := l.now().UnixNano()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b *bucket
@@ -110,6 +112,28 @@ func (l *limiter) allow(client netip.Addr, take bool) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// coarseClock returns a clock read from memory, updated every tick by a
+// goroutine that ends when ctx is done: on virtual machines without a fast
+// vDSO clock, time.Now costs more than a whole cache hit, and token buckets
+// need no better than millisecond precision.
+func coarseClock(ctx context.Context, wg *sync.WaitGroup, tick time.Duration) func() int64 {
+	var ns atomic.Int64
+	ns.Store(time.Now().UnixNano())
+	wg.Go(func() {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				ns.Store(now.UnixNano())
+			}
+		}
+	})
+	return ns.Load
 }
 
 // len is the number of networks tracked, for tests.

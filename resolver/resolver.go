@@ -83,7 +83,6 @@ func New(cfg Config) (*Resolver, error) {
 		local:       local,
 		acls:        acls,
 		defACL:      DefaultACL(),
-		limiter:     newLimiter(cfg.RateLimit, time.Now),
 		limitDrop:   cfg.RateLimit.Action == RateLimitDrop,
 		refuseAny:   cfg.RefuseAny,
 		cache:       cfg.Cache,
@@ -97,6 +96,9 @@ func New(cfg Config) (*Resolver, error) {
 		bgSem:       make(chan struct{}, bgMax),
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
+	if cfg.RateLimit.QPS > 0 {
+		r.limiter = newLimiter(cfg.RateLimit, coarseClock(r.base, &r.bg, 5*time.Millisecond))
+	}
 	return r, nil
 }
 
@@ -117,13 +119,16 @@ func (r *Resolver) Close() error {
 // then the upstream of the longest matching route. It returns an error only
 // for ErrDrop; every other outcome, failures included, is a response.
 func (r *Resolver) ServeDNS(ctx context.Context, q *Query) (*dns.Msg, error) {
-	start := time.Now()
+	var start time.Time
+	if r.qlog != nil {
+		start = time.Now()
+	}
 	m, src, err := r.serve(ctx, q)
 	if err != nil {
 		return nil, err
 	}
 	r.metrics.response(src, m.Rcode)
-	if r.qlog != nil {
+	if r.qlog != nil && len(q.Msg.Question) > 0 {
 		qq := q.Msg.Question[0]
 		r.logQuery(q, qq.Name, qq.Qtype, m.Rcode, src, start)
 	}

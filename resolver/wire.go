@@ -8,9 +8,9 @@ import (
 )
 
 // ServeWire answers fresh cache hits straight from the packed query, without
-// decoding it: ACL, rate limit (checked, then taken only when answering),
-// and a question that is not under local or special-use zones, not ANY or a
-// meta type, class IN. Everything else declines with no side effect, and
+// decoding it: ACL, a question that is not under local or special-use zones, not ANY or a
+// meta type, class IN, a fresh cache entry, and a rate limit token, taken last so that
+// only an answered query spends one. Everything else declines with no side effect, and
 // ServeDNS then applies the full policy; so a declined query takes its rate
 // limit token exactly once, there.
 func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
@@ -27,10 +27,6 @@ func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
 	if !ok || r.local.isLocalWire(name[:n], offs[:k]) {
 		return dst, false
 	}
-	if !r.limiter.allow(client, false) {
-		return dst, false
-	}
-	start := time.Now()
 	out, fr := r.cache.AppendWire(dst, raw, q.MaxSize)
 	if fr != Fresh || len(out) < len(dst)+12 {
 		return dst, false
@@ -42,7 +38,7 @@ func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
 	r.metrics.response(srcCache, rcode)
 	if r.qlog != nil {
 		qname, _, _ := dns.UnpackDomainName(raw, 12)
-		r.logQuery(q, qname, qtype, rcode, srcCache, start)
+		r.logQuery(q, qname, qtype, rcode, srcCache, time.Time{})
 	}
 	return out, true
 }
