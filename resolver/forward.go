@@ -116,7 +116,8 @@ func (r *Resolver) refresh(req *dns.Msg, client netip.Addr) {
 }
 
 // flightKey identifies queries that one upstream exchange can answer: same
-// route, name (any case), type, class and DO/CD bits, as the cache keys them.
+// route, name (any case), type, class and DO/CD bits, as the cache keys them,
+// and the same client subnet when ECS is sent.
 func flightKey(rt *route, lname string, uq *dns.Msg) string {
 	q := uq.Question[0]
 	var b strings.Builder
@@ -128,8 +129,14 @@ func flightKey(rt *route, lname string, uq *dns.Msg) string {
 	b.WriteString(strconv.Itoa(int(q.Qtype)))
 	b.WriteByte('/')
 	b.WriteString(strconv.Itoa(int(q.Qclass)))
-	if opt := uq.IsEdns0(); opt != nil && opt.Do() {
-		b.WriteString(" do")
+	if opt := uq.IsEdns0(); opt != nil {
+		if opt.Do() {
+			b.WriteString(" do")
+		}
+		for _, o := range opt.Option { // ECS, when Config.SendECS opts in
+			b.WriteByte(' ')
+			b.WriteString(o.String())
+		}
 	}
 	if uq.CheckingDisabled {
 		b.WriteString(" cd")

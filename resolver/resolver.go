@@ -96,6 +96,11 @@ func New(cfg Config) (*Resolver, error) {
 		bgSem:       make(chan struct{}, bgMax),
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
+	for zone := range routes.byZone {
+		if z := local.find(zone); z != nil && !z.routable {
+			r.log.Warn("route ignored: the zone is answered locally", "route", zone, "local_zone", z.name)
+		}
+	}
 	if cfg.RateLimit.QPS > 0 {
 		r.limiter = newLimiter(cfg.RateLimit, coarseClock(r.base, &r.bg, 5*time.Millisecond))
 	}
@@ -160,7 +165,9 @@ func (r *Resolver) serve(ctx context.Context, q *Query) (*dns.Msg, source, error
 	}
 	qq := req.Question[0]
 	if qq.Qclass != dns.ClassINET {
-		return refuse(req, ""), srcPolicy, nil // CHAOS: no version.bind and friends
+		// CHAOS: no version.bind and friends.
+		m := ErrorResponse(req, &Error{Rcode: dns.RcodeRefused, Code: dns.ExtendedErrorCodeNotSupported})
+		return m, srcPolicy, nil
 	}
 	if r.self != nil {
 		if m := selfAnswer(req, r.self(), qq); m != nil {
