@@ -1,0 +1,194 @@
+package do53
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/laminadns/lamina/internal/testenv"
+	"github.com/laminadns/lamina/resolver"
+)
+
+// clientServer runs UDP, TCP and DoT listeners with one Handler, the Do53 pair
+// on one port as clients expect. It answers big.example. with 120 A records
+// (too large for UDP) and records each query's client address and transport.
+type clientServer struct {
+	port, tlsPort int
+
+	mu      sync.Mutex
+	clients map[string]int // "transport client" → queries
+}
+
+func (cs *clientServer) ServeDNS(ctx context.Context, q *resolver.Query) (*dns.Msg, error) {
+	cs.mu.Lock()
+	cs.clients[q.Transport.String()+" "+q.Client.String()]++
+	cs.mu.Unlock()
+	if q.Msg.Question[0].Name == "big.example." {
+		m := new(dns.Msg).SetReply(q.Msg)
+		for i := range 120 {
+			m.Answer = append(m.Answer, mustRR(fmt.Sprintf("big.example. 60 IN A 192.0.2.%d", i)))
+		}
+		return m, nil
+	}
+	m, _ := answerA(ctx, q)
+	if o := q.Msg.IsEdns0(); o != nil {
+		// Behave like a careless upstream: echo every option (the client's
+		// cookie among them) and add an NSID. Reply must strip them all.
+		m.SetEdns0(4096, false)
+		m.IsEdns0().Option = append(o.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6c616d696e61"})
+	}
+	return m, nil
+}
+
+func startClientServer(t *testing.T) *clientServer {
+	cs := &clientServer{clients: map[string]int{}}
+	cs.port = testenv.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cs.port))
+	u, err := NewServer(Config{Handler: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcs, err := ListenUDP(context.Background(), addr, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udone := make(chan error, 1)
+	go func() { udone <- u.Serve(pcs...) }()
+	t.Cleanup(func() { u.Shutdown(context.Background()); <-udone })
+
+	cfg := StreamConfig{Config: Config{Handler: cs}}
+	for _, tr := range []resolver.Transport{resolver.TCP, resolver.TLS} {
+		cfg.Transport = tr
+		s, err := NewStreamServer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l net.Listener
+		if tr == resolver.TCP {
+			l, err = net.Listen("tcp", addr)
+		} else {
+			cert, _ := testCert(t)
+			l, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr == resolver.TLS {
+			cs.tlsPort = l.Addr().(*net.TCPAddr).Port
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(l) }()
+		t.Cleanup(func() { s.Shutdown(context.Background()); <-done })
+	}
+	return cs
+}
+
+// conns counts distinct client addresses seen on a transport.
+func (cs *clientServer) conns(tr string) int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	n := 0
+	for k := range cs.clients {
+		if strings.HasPrefix(k, tr+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+func run(t *testing.T, tool string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testenv.Tool(t, tool), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestKdig(t *testing.T) {
+	testenv.Tool(t, "kdig")
+	cs := startClientServer(t)
+	at := []string{"@127.0.0.1", "-p", strconv.Itoa(cs.port)}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"udp", []string{"a.example", "A"}, []string{"status: NOERROR", "192.0.2.1", "UDP"}},
+		{"tcp", []string{"+tcp", "a.example", "A"}, []string{"192.0.2.1", "TCP"}},
+		{"edns", []string{"+edns", "+nsid", "a.example", "A"}, []string{"192.0.2.1", "Version: 0; flags: ; UDP size: 1232 B"}},
+		{"tc falls back to tcp", []string{"big.example", "A"}, []string{"192.0.2.119", "TCP"}},
+		{"badvers", []string{"+edns=1", "a.example", "A"}, []string{"status: BADVERS"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := run(t, "kdig", append(at, tt.args...)...)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Fatalf("kdig output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "NSID") {
+				t.Fatalf("an NSID reached the client:\n%s", out)
+			}
+		})
+	}
+	t.Run("tls padding", func(t *testing.T) {
+		out := run(t, "kdig", "@127.0.0.1", "-p", strconv.Itoa(cs.tlsPort), "+tls", "+padding", "a.example", "A")
+		if !strings.Contains(out, "192.0.2.1") || !strings.Contains(out, "Received 468 B") {
+			t.Fatalf("kdig +tls +padding:\n%s", out)
+		}
+	})
+	t.Run("tcp reused connection", func(t *testing.T) {
+		before := cs.conns("tcp")
+		out := run(t, "kdig", append(at, "+tcp", "+keepopen", "one.example", "A", "two.example", "A", "three.example", "A")...)
+		if strings.Count(out, "192.0.2.1") != 3 {
+			t.Fatalf("want 3 answers:\n%s", out)
+		}
+		if n := cs.conns("tcp") - before; n != 1 {
+			t.Fatalf("3 queries over %d connections, want 1", n)
+		}
+	})
+}
+
+func TestDig(t *testing.T) {
+	testenv.Tool(t, "dig")
+	cs := startClientServer(t)
+	at := []string{"@127.0.0.1", "-p", strconv.Itoa(cs.port)}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"udp", []string{"a.example", "A"}, []string{"status: NOERROR", "192.0.2.1", "(UDP)"}},
+		{"tcp", []string{"+tcp", "a.example", "A"}, []string{"192.0.2.1", "(TCP)"}},
+		{"tc falls back to tcp", []string{"big.example", "A"}, []string{"Truncated, retrying in TCP mode", "192.0.2.119"}},
+		{"tcp keepalive", []string{"+tcp", "+keepalive", "a.example", "A"}, []string{"192.0.2.1", "KEEPALIVE: 10.0"}},
+		// Lamina does no server cookies: the client's must not come back.
+		{"cookie not echoed", []string{"+cookie", "a.example", "A"}, []string{"192.0.2.1", "udp: 1232"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := run(t, "dig", append(at, tt.args...)...)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Fatalf("dig output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "COOKIE") {
+				t.Fatalf("dig saw a cookie:\n%s", out)
+			}
+		})
+	}
+}
