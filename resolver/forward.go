@@ -246,26 +246,32 @@ func toClient(n, req *dns.Msg, shared bool) *dns.Msg {
 	if shared {
 		n = n.Copy()
 	}
-	q := req.Question[0]
 	n.Id = req.Id
-	n.Question = []dns.Question{q}
+	n.Question = []dns.Question{req.Question[0]}
 	n.RecursionDesired = req.RecursionDesired
 	n.CheckingDisabled = req.CheckingDisabled
-	for _, rr := range n.Answer {
-		if h := rr.Header(); h.Name != q.Name && strings.EqualFold(h.Name, q.Name) {
-			h.Name = q.Name
-		}
-	}
+	spellAsAsked(n, req.Question[0].Name)
 	fitEDNS(n, req)
 	return n
 }
 
-// fromCache fixes up a cached response for req.
+// fromCache fixes up a cached response (a copy the cache made for us) for req.
 func fromCache(m, req *dns.Msg) *dns.Msg {
 	m.Id = req.Id
 	m.RecursionAvailable = true
+	spellAsAsked(m, req.Question[0].Name)
 	fitEDNS(m, req)
 	return m
+}
+
+// spellAsAsked gives answer records owned by the question's name the client's
+// spelling of it, which 0x20-randomizing clients check.
+func spellAsAsked(m *dns.Msg, qname string) {
+	for _, rr := range m.Answer {
+		if h := rr.Header(); h.Name != qname && strings.EqualFold(h.Name, qname) {
+			h.Name = qname
+		}
+	}
 }
 
 // fitEDNS makes m carry an OPT record exactly when req did (RFC 6891 §7).
