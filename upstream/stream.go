@@ -63,6 +63,13 @@ func newStreamPool(opts Options, um *upstreamMetrics, log *slog.Logger, dial fun
 // the query may be retried once on a fresh connection.
 var errStale = errors.New("upstream: connection closed before the answer")
 
+// maxStaleRetries bounds the retries of one query after reused connections
+// broke under it. One is the rule; a second covers servers that close after
+// a fixed number of queries (miekg/dns after 128) while a retry was
+// pipelined on another connection just as it reached the limit. A failure
+// on a connection dialed for the query itself is never retried.
+const maxStaleRetries = 2
+
 // exchange sends req over a pooled connection. ctx must carry the deadline.
 func (p *streamPool) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	var after time.Time
@@ -72,7 +79,7 @@ func (p *streamPool) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, erro
 			return nil, err
 		}
 		resp, err := sc.roundTrip(ctx, req)
-		if err == nil || attempt > 0 || fresh || !errors.Is(err, errStale) || ctx.Err() != nil {
+		if err == nil || attempt >= maxStaleRetries || fresh || !errors.Is(err, errStale) || ctx.Err() != nil {
 			return resp, err
 		}
 		p.log.Debug("reused connection failed, retrying on a fresh one", "err", err)
