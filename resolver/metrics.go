@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -39,43 +40,54 @@ type metrics struct {
 	routeQueries *prometheus.CounterVec
 }
 
+// newMetrics registers the resolver's collectors with reg. A Resolver built
+// again with the same Registerer (a configuration reload) takes over the
+// collectors already registered, so counters continue instead of failing.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "lamina_refused_total", Help: "Queries refused by policy, by reason.",
-	}, []string{"reason"})
+	var errs []error
+	vec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
+		errs = append(errs, err)
+		return v
+	}
+	counter := func(name, help string) prometheus.Counter {
+		c, err := register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
+		errs = append(errs, err)
+		return c
+	}
+	refused := vec("lamina_refused_total", "Queries refused by policy, by reason.", "reason")
 	m := &metrics{
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lamina_resolver_responses_total", Help: "Responses by where the answer came from and RCODE.",
-		}, []string{"source", "rcode"}),
-		refusedACL:  refused.WithLabelValues("acl"),
-		refusedRate: refused.WithLabelValues("ratelimit"),
-		ratelimited: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "lamina_ratelimited_total", Help: "Queries over their client network's rate (refused or dropped).",
-		}),
-		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "lamina_coalesced_total", Help: "Queries answered by another query's in-flight upstream exchange.",
-		}),
-		prefetches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "lamina_prefetches_total", Help: "Background refreshes started (prefetch and stale-while-revalidate).",
-		}),
-		routeQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lamina_route_queries_total", Help: "Upstream exchanges by route zone.",
-		}, []string{"route"}),
+		responses:    vec("lamina_resolver_responses_total", "Responses by where the answer came from and RCODE.", "source", "rcode"),
+		ratelimited:  counter("lamina_ratelimited_total", "Queries over their client network's rate (refused or dropped)."),
+		coalesced:    counter("lamina_coalesced_total", "Queries answered by another query's in-flight upstream exchange."),
+		prefetches:   counter("lamina_prefetches_total", "Background refreshes started (prefetch and stale-while-revalidate)."),
+		routeQueries: vec("lamina_route_queries_total", "Queries forwarded by route zone (coalesced ones included).", "route"),
 	}
-	for _, c := range []prometheus.Collector{m.responses, refused, m.ratelimited, m.coalesced, m.prefetches, m.routeQueries} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
+	m.refusedACL, m.refusedRate = refused.WithLabelValues("acl"), refused.WithLabelValues("ratelimit")
 	for s := range numSources {
 		for rc := range m.common[s] {
 			m.common[s][rc] = m.responses.WithLabelValues(s.String(), rcodeName(rc))
 		}
 	}
 	return m, nil
+}
+
+// register registers c, or returns the identical collector registered before.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(T); ok {
+			return old, nil
+		}
+	}
+	return c, err
 }
 
 func rcodeName(rc int) string {

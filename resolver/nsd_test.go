@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ remote-control:
 	}
 	n.cmd = exec.Command(bin, "-d", "-c", path("nsd.conf"))
 	n.cmd.Stderr = os.Stderr
+	// NSD forks its server and xfrd processes: a process group stops them all.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +87,7 @@ remote-control:
 
 func (n *nsd) stop() {
 	if n.cmd != nil {
-		n.cmd.Process.Kill()
+		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		<-n.done
 		n.cmd = nil
 	}

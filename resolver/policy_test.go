@@ -77,9 +77,22 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	mustNew(t, Config{Registerer: reg})
-	if _, err := New(Config{Registerer: reg}); err == nil {
-		t.Error("registering metrics twice succeeded")
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "lamina_coalesced_total", Help: "clash"}))
+	if r, err := New(Config{Registerer: reg}); err == nil {
+		r.Close()
+		t.Error("a clashing metric was accepted")
+	}
+}
+
+// A reload builds a new Resolver with the same Registerer: counters continue.
+func TestMetricsSurviveRebuild(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		r := mustNew(t, Config{Registerer: reg})
+		serve(t, r, query("localhost.", dns.TypeA))
+	}
+	if n := counter(t, reg, "lamina_resolver_responses_total", map[string]string{"source": "local", "rcode": "NOERROR"}); n != 2 {
+		t.Errorf("responses{local} = %v after two resolvers, want 2", n)
 	}
 }
 
