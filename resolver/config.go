@@ -14,6 +14,17 @@ import (
 )
 
 // Config is the whole policy of a [Resolver]. It is read once by [New], which
+// staleAfter returns the effective client response timer, 0 for none.
+func (c *Config) staleAfter() time.Duration {
+	switch {
+	case c.StaleAfter < 0:
+		return 0
+	case c.StaleAfter == 0:
+		return 1800 * time.Millisecond
+	}
+	return c.StaleAfter
+}
+
 // validates it and copies what it keeps; later changes have no effect.
 // Every field's zero value is usable.
 type Config struct {
@@ -63,6 +74,12 @@ type Config struct {
 	// Timeout bounds each upstream exchange, including the background ones.
 	// Zero means 5 s.
 	Timeout time.Duration
+
+	// StaleAfter is RFC 8767's client response timer: when an upstream has
+	// not answered after this long and the cache holds an expired answer, the
+	// client gets that (the exchange goes on and refreshes the cache). Zero
+	// means 1.8 s, the RFC's suggestion; negative waits for the exchange.
+	StaleAfter time.Duration
 
 	// MaxBackground bounds concurrent background refreshes (prefetch and
 	// stale-while-revalidate); refreshes beyond it are skipped. Zero means 64.

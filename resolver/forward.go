@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -41,18 +42,33 @@ func (r *Resolver) forward(ctx context.Context, req *dns.Msg, client netip.Addr)
 		led = true
 		return r.exchange(rt, uq)
 	})
+	var staleTimer <-chan time.Time
+	if r.cache != nil && r.staleAfter > 0 {
+		t := time.NewTimer(r.staleAfter)
+		defer t.Stop()
+		staleTimer = t.C
+	}
 	var err error
-	select {
-	case res := <-ch:
-		if res.Err == nil {
-			if res.Shared && !led {
-				r.metrics.coalesce()
+wait:
+	for {
+		select {
+		case res := <-ch:
+			if res.Err == nil {
+				if res.Shared && !led {
+					r.metrics.coalesce()
+				}
+				return toClient(res.Val.(*dns.Msg), req, res.Shared), srcUpstream
 			}
-			return toClient(res.Val.(*dns.Msg), req, res.Shared), srcUpstream
+			err = res.Err
+			break wait
+		case <-staleTimer:
+			if resp, fr := r.cache.Get(req, true); fr != Miss {
+				return fromCache(resp, req), srcStale
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
 		}
-		err = res.Err
-	case <-ctx.Done():
-		err = ctx.Err()
 	}
 	if r.cache != nil {
 		if resp, fr := r.cache.Get(req, true); fr != Miss {

@@ -28,6 +28,7 @@ type Resolver struct {
 	self        func() []dns.RR
 	sendECS     bool
 	timeout     time.Duration
+	staleAfter  time.Duration
 	log         *slog.Logger
 	qlog        *slog.Logger
 	logClientIP bool
@@ -89,6 +90,7 @@ func New(cfg Config) (*Resolver, error) {
 		self:        cfg.SelfRecords,
 		sendECS:     cfg.SendECS,
 		timeout:     cfg.timeout(),
+		staleAfter:  cfg.staleAfter(),
 		log:         log.With("component", "resolver"),
 		qlog:        cfg.QueryLog,
 		logClientIP: cfg.LogClientIP,
