@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -83,7 +84,16 @@ wait:
 // exchange runs one upstream exchange for a flight, detached from any one
 // client's context so that waiters and the cache all get its result, and
 // offers the answer to the cache.
-func (r *Resolver) exchange(rt *route, uq *dns.Msg) (*dns.Msg, error) {
+//
+// A panic in the upstream or the cache becomes an error: singleflight would
+// otherwise re-raise it on a goroutine no transport can recover.
+func (r *Resolver) exchange(rt *route, uq *dns.Msg) (_ *dns.Msg, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("upstream exchange panicked", "route", rt.zone, "panic", p)
+			err = fmt.Errorf("exchanging with %s: panic: %v", rt.up, p)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(r.base, r.timeout)
 	defer cancel()
 	resp, err := rt.up.Exchange(ctx, uq)

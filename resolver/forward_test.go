@@ -335,3 +335,11 @@ func TestUpstreamEDEPassedThrough(t *testing.T) {
 }
 
 func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestUpstreamPanicIsContained(t *testing.T) {
+	up := &fakeUpstream{OnExchange: func(context.Context, *dns.Msg) (*dns.Msg, error) { panic("boom") }}
+	r := mustNew(t, Config{Routes: []Route{{Zone: ".", Upstream: up}}})
+	if m := serve(t, r, query("example.com.", dns.TypeA)); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+}
