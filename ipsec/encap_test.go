@@ -99,9 +99,7 @@ func TestNATKeepalive(t *testing.T) {
 	if err != nil || n != 1 || buf[0] != 0xFF {
 		t.Fatalf("expected a keepalive, got %x %v", buf[:n], err)
 	}
-	if tun.Stats().KeepalivesSent == 0 {
-		t.Fatal("keepalive not counted")
-	}
+	waitFor(t, "keepalive counted", func() bool { return tun.Stats().KeepalivesSent > 0 })
 	_, peer2 := rawPeer(t, Config{Keepalive: -1})
 	peer2.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, err := peer2.Read(buf); err == nil {
