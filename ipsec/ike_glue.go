@@ -109,7 +109,7 @@ func containsAddr(as []netip.Addr, a netip.Addr) bool {
 }
 
 func (it *IKETunnel) establish(ctx context.Context, cfg ike.Config) error {
-	s, err := ike.Dial(ctx, IKEConn{T: it.Tunnel}, &keyer{t: it.Tunnel, out: map[uint32]uint32{}}, cfg)
+	s, err := ike.Dial(ctx, IKEConn{T: it.Tunnel}, &keyer{t: it.Tunnel, out: map[uint32]uint32{}, pending: map[uint32]esp.Config{}}, cfg)
 	if err != nil {
 		it.mu.Lock()
 		it.lastErr = err
@@ -216,9 +216,10 @@ func (it *IKETunnel) Close() error {
 
 // keyer installs CHILD_SAs from IKE into the tunnel's SA database.
 type keyer struct {
-	t   *Tunnel
-	mu  sync.Mutex
-	out map[uint32]uint32 // inbound SPI → outbound SPI
+	t       *Tunnel
+	mu      sync.Mutex
+	out     map[uint32]uint32     // inbound SPI → outbound SPI
+	pending map[uint32]esp.Config // outbound SAs waiting for ActivateChild
 }
 
 func espConfigs(c ike.ChildSA) (in, out esp.Config) {
@@ -232,7 +233,14 @@ func espConfigs(c ike.ChildSA) (in, out esp.Config) {
 // switch, then routes limited to the agreed TSr.
 func (k *keyer) AddChild(c ike.ChildSA) error {
 	in, out := espConfigs(c)
-	if err := k.t.InstallChildSA(in, out); err != nil {
+	if c.DeferOutbound {
+		if err := k.t.AddInbound(in); err != nil {
+			return err
+		}
+		k.mu.Lock()
+		k.pending[c.InSPI] = out
+		k.mu.Unlock()
+	} else if err := k.t.InstallChildSA(in, out); err != nil {
 		return err
 	}
 	var routes []netip.Prefix
@@ -246,12 +254,26 @@ func (k *keyer) AddChild(c ike.ChildSA) error {
 	return nil
 }
 
+// ActivateChild implements ike.Keyer: the atomic outbound switch to a
+// CHILD_SA the gateway created by rekeying.
+func (k *keyer) ActivateChild(inSPI uint32) error {
+	k.mu.Lock()
+	out, ok := k.pending[inSPI]
+	delete(k.pending, inSPI)
+	k.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("ipsec: no pending outbound SA for inbound SPI %#x", inSPI)
+	}
+	return k.t.SetOutbound(out)
+}
+
 // DeleteChild implements ike.Keyer: the inbound SA drains for a grace
 // period; if it was the current pair, nothing is sent until a new one.
 func (k *keyer) DeleteChild(inSPI uint32) {
 	k.mu.Lock()
 	out, ok := k.out[inSPI]
 	delete(k.out, inSPI)
+	delete(k.pending, inSPI)
 	k.mu.Unlock()
 	if cur, up := k.t.Outbound(); ok && up && cur == out {
 		k.t.ClearOutbound()

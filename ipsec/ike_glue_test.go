@@ -136,3 +136,105 @@ func TestIKETunnelStrongSwan(t *testing.T) {
 		t.Error("gateway still lists an established SA")
 	}
 }
+
+func queryUDP(t *testing.T, ctx context.Context, tun *ipsec.IKETunnel, id uint16) {
+	t.Helper()
+	u, err := tun.DialContext(ctx, "udp", netip.AddrPortFrom(iketest.DNSAddr, 53).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	buf := make([]byte, 1500)
+	for try := 0; try < 3; try++ {
+		if _, err := u.Write(iketest.DNSQuery(id, "www."+iketest.Zone)); err != nil {
+			t.Fatal(err)
+		}
+		u.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := u.Read(buf)
+		if err == nil {
+			if a := dnsAnswerA(t, buf[:n], id); a != netip.MustParseAddr("192.0.2.80") {
+				t.Fatalf("answer %v", a)
+			}
+			return
+		}
+	}
+	t.Fatalf("query %#x through the tunnel got no answer", id)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIKETunnelGatewayRekeys: strongSwan rekeys the CHILD_SA (we answer,
+// install the new inbound SA, switch outbound when the gateway deletes the
+// old one) and then the IKE SA (role flip, message IDs from 0); queries work
+// after each, and a further CHILD rekey runs over the new IKE SA.
+func TestIKETunnelGatewayRekeys(t *testing.T) {
+	lab := iketest.Start(t, labGateway())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := labIKE()
+	cfg.ChildRekey = -1
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	queryUDP(t, ctx, tun, 1)
+	spi0, _ := tun.Outbound()
+
+	lab.Swanctl(t, "--rekey", "--child", "internal")
+	waitFor(t, "outbound switch after the gateway's CHILD rekey", func() bool { s, ok := tun.Outbound(); return ok && s != spi0 })
+	queryUDP(t, ctx, tun, 2)
+	spi1, _ := tun.Outbound()
+
+	lab.Swanctl(t, "--rekey", "--ike", "dns")
+	waitFor(t, "the gateway's IKE rekey", func() bool {
+		return strings.Contains(lab.Log(), "rekeyed between") && strings.Contains(lab.Log(), "REKEYED => DELETING")
+	})
+	queryUDP(t, ctx, tun, 3)
+
+	lab.Swanctl(t, "--rekey", "--child", "internal")
+	waitFor(t, "CHILD rekey over the new IKE SA", func() bool { s, ok := tun.Outbound(); return ok && s != spi1 })
+	queryUDP(t, ctx, tun, 4)
+	if st := tun.IKEStatus(); !st.Up || st.Ups != 1 {
+		t.Fatalf("status %+v: the IKE SA was re-established instead of rekeyed", st)
+	}
+	if err := tun.Close(); err != nil {
+		t.Fatalf("Close over the rekeyed IKE SA: %v", err)
+	}
+	if !lab.WaitLog(ctx, "received DELETE for IKE_SA") {
+		t.Error("gateway saw no DELETE on the rekeyed IKE SA")
+	}
+}
+
+// TestIKETunnelOwnRekey: Lamina rekeys the CHILD_SA itself on its soft
+// lifetime, switches outbound and deletes the old SA; queries keep working.
+func TestIKETunnelOwnRekey(t *testing.T) {
+	lab := iketest.Start(t, labGateway())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := labIKE()
+	cfg.ChildRekey = 2 * time.Second
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	queryUDP(t, ctx, tun, 1)
+	spi0, _ := tun.Outbound()
+	waitFor(t, "our first CHILD rekey", func() bool { s, ok := tun.Outbound(); return ok && s != spi0 })
+	queryUDP(t, ctx, tun, 2)
+	spi1, _ := tun.Outbound()
+	waitFor(t, "our second CHILD rekey", func() bool { s, ok := tun.Outbound(); return ok && s != spi1 })
+	queryUDP(t, ctx, tun, 3)
+	if n := strings.Count(lab.Swanctl(t, "--list-sas"), "INSTALLED"); n != 1 {
+		t.Errorf("gateway lists %d installed CHILD_SAs, want 1 (old ones deleted)", n)
+	}
+}

@@ -29,7 +29,11 @@ type Keyer interface {
 	// non-zero the new SA rekeys the one with that inbound SPI: switch
 	// outbound to the new SA and keep the old inbound SA until DeleteChild.
 	AddChild(c ChildSA) error
-	// DeleteChild removes the CHILD_SA whose inbound SPI is inSPI.
+	// ActivateChild switches outbound to a CHILD_SA installed with
+	// DeferOutbound (the gateway rekeyed and has now deleted the old SA).
+	ActivateChild(inSPI uint32) error
+	// DeleteChild removes the CHILD_SA whose inbound SPI is inSPI; the ESP
+	// layer may keep accepting its packets for a short grace period.
 	DeleteChild(inSPI uint32)
 }
 
@@ -52,6 +56,10 @@ type ChildSA struct {
 	Local, Remote []wire.Selector
 	// Replaces is the inbound SPI of the CHILD_SA this one rekeys, or 0.
 	Replaces uint32
+	// DeferOutbound asks to install only the inbound SA for now: we answered
+	// the gateway's rekey and keep sending on the old SA until the gateway
+	// deletes it (RFC 7296 §2.8), then ActivateChild follows.
+	DeferOutbound bool
 }
 
 // Identity is an IKE identity (RFC 7296 §3.5).
@@ -100,6 +108,13 @@ type Config struct {
 	// grows by 1.8× per try, for RetransmitTries tries (zero: 5).
 	RetransmitTimeout time.Duration
 	RetransmitTries   int
+	// ChildRekey is the CHILD_SA soft lifetime: we rekey each CHILD_SA
+	// after ChildRekey minus up to 10% jitter (zero: 50 min, below
+	// strongSwan's 1 h; negative: never).
+	ChildRekey time.Duration
+	// PFS, when set, runs a KE with this group in CHILD_SA rekeys; it must
+	// be in ESPProposals' Groups (or those are taken to be just this group).
+	PFS uint16
 	// DPDDelay is the silence after which we probe the gateway with an
 	// empty INFORMATIONAL (zero: 30 s; negative: never).
 	DPDDelay time.Duration

@@ -37,7 +37,7 @@ type initResult struct {
 // establish runs IKE_SA_INIT (with INVALID_KE and COOKIE retries) and
 // IKE_AUTH.
 func (s *Session) establish(ctx context.Context) error {
-	s.ike = ikeSA{spiI: s.newSPI64(), weInit: true}
+	s.ike = &ikeSA{spiI: s.newSPI64(), weInit: true}
 	ir, err := s.ikeSAInit(ctx)
 	if err != nil {
 		return err
@@ -275,6 +275,7 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 		}
 	}
 	s.mu.Unlock()
+	c.rekeyAt = s.rekeyTime()
 	return s.install(c)
 }
 

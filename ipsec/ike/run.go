@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/laminadns/lamina/ipsec/ike/wire"
@@ -18,8 +19,22 @@ func (s *Session) run(ctx context.Context) {
 	defer s.dropChildren()
 	dpd := time.NewTimer(s.dpdWait())
 	defer dpd.Stop()
+	rekey := time.NewTimer(s.rekeyWait())
+	defer rekey.Stop()
 	for {
 		select {
+		case <-rekey.C:
+			if c := s.nextRekey(); c != nil && !time.Now().Before(c.rekeyAt) {
+				if err := s.rekeyChild(ctx, c); err != nil {
+					if errors.Is(err, ErrTimeout) {
+						s.fail(fmt.Errorf("rekeying CHILD_SA: %w", err))
+						return
+					}
+					s.log.Warn("rekeying CHILD_SA", "err", err)
+					c.rekeyAt = time.Now().Add(10*time.Second + time.Duration(rand.Int64N(int64(5*time.Second))))
+				}
+			}
+			rekey.Reset(s.rekeyWait())
 		case <-ctx.Done():
 			s.fail(ErrClosed)
 			return
@@ -50,6 +65,25 @@ func (s *Session) run(ctx context.Context) {
 	}
 }
 
+// nextRekey is the live CHILD_SA due for rekeying first.
+func (s *Session) nextRekey() *child {
+	var next *child
+	for _, c := range s.children {
+		if c.replacedBy == 0 && !c.rekeyAt.IsZero() && (next == nil || c.rekeyAt.Before(next.rekeyAt)) {
+			next = c
+		}
+	}
+	return next
+}
+
+func (s *Session) rekeyWait() time.Duration {
+	c := s.nextRekey()
+	if s.cfg.ChildRekey < 0 || c == nil {
+		return time.Hour
+	}
+	return max(time.Until(c.rekeyAt), 0)
+}
+
 func (s *Session) dpdWait() time.Duration {
 	if s.cfg.DPDDelay < 0 {
 		return time.Hour
@@ -66,13 +100,15 @@ func (s *Session) inbound(raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if m.SPIi != s.ike.spiI || m.SPIr != s.ike.spiR {
-		return errors.New("unknown IKE SPIs")
-	}
 	if m.IsResponse() {
 		return errors.New("unexpected response")
 	}
-	return s.handleRequest(raw, m)
+	for _, sa := range []*ikeSA{s.ike, s.oldIKE} {
+		if sa != nil && m.SPIi == sa.spiI && m.SPIr == sa.spiR {
+			return s.handleRequest(sa, raw, m)
+		}
+	}
+	return errors.New("request for an unknown IKE SA")
 }
 
 // informational sends an INFORMATIONAL request with ps (none for a liveness
@@ -108,43 +144,46 @@ func (s *Session) dropChildren() {
 
 // handleRequest answers a request from the gateway (RFC 7296 §2.2: each
 // exactly once; a retransmission gets our cached response again).
-func (s *Session) handleRequest(raw []byte, m *wire.Message) error {
-	if s.ike.lastResp != nil && m.MessageID+1 == s.ike.nextIn {
-		return s.conn.Send(s.ike.lastResp)
+func (s *Session) handleRequest(sa *ikeSA, raw []byte, m *wire.Message) error {
+	if sa.lastResp != nil && m.MessageID+1 == sa.nextIn {
+		return s.conn.Send(sa.lastResp)
 	}
-	if m.MessageID != s.ike.nextIn {
-		return fmt.Errorf("request with message ID %d, expected %d", m.MessageID, s.ike.nextIn)
+	if m.MessageID != sa.nextIn {
+		return fmt.Errorf("request with message ID %d, expected %d", m.MessageID, sa.nextIn)
 	}
-	ps, err := openMessage(raw, m, s.ike.keys.in)
+	ps, err := openMessage(raw, m, sa.keys.in)
 	if err != nil {
 		return err
 	}
 	s.lastRecvNow()
 	var resp []wire.Payload
-	var after error
+	var after func() error
 	switch m.Exchange {
 	case wire.Informational:
-		resp, after = s.onInformational(ps)
+		resp, after = s.onInformational(sa, ps)
 	case wire.CreateChildSA:
-		resp = s.onCreateChildSA(ps)
+		resp, after = s.onCreateChildSA(sa, ps)
 	default:
 		resp = []wire.Payload{&wire.Notify{NotifyType: wire.NotifyInvalidSyntax}}
 	}
-	out, err := sealMessage(s.header(m.Exchange, m.MessageID, true), resp, s.ike.keys.out)
+	out, err := sealMessage(sa.header(m.Exchange, m.MessageID, true), resp, sa.keys.out)
 	if err != nil {
 		return err
 	}
-	s.ike.lastResp = out
-	s.ike.nextIn++
+	sa.lastResp = out
+	sa.nextIn++
 	if err := s.conn.Send(out); err != nil {
 		s.log.Debug("sending response", "err", err)
 	}
-	return after
+	if after != nil {
+		return after()
+	}
+	return nil
 }
 
 // onInformational handles DPD probes (empty) and DELETEs (RFC 7296 §1.4.1):
 // for deleted CHILD_SAs we answer with our inbound SPIs of the same pairs.
-func (s *Session) onInformational(ps []wire.Payload) ([]wire.Payload, error) {
+func (s *Session) onInformational(sa *ikeSA, ps []wire.Payload) ([]wire.Payload, func() error) {
 	var ours [][]byte
 	for _, p := range ps {
 		d, ok := p.(*wire.Delete)
@@ -153,7 +192,11 @@ func (s *Session) onInformational(ps []wire.Payload) ([]wire.Payload, error) {
 		}
 		switch d.Protocol {
 		case wire.ProtoIKE:
-			return nil, ErrPeerDelete
+			if sa == s.oldIKE {
+				// The gateway retires the IKE SA it rekeyed (RFC 7296 §2.18).
+				return nil, func() error { s.oldIKE = nil; return nil }
+			}
+			return nil, func() error { return ErrPeerDelete }
 		case wire.ProtoESP:
 			for _, spi := range d.SPIs {
 				if len(spi) != 4 {
@@ -162,6 +205,9 @@ func (s *Session) onInformational(ps []wire.Payload) ([]wire.Payload, error) {
 				out := binary.BigEndian.Uint32(spi)
 				for in, c := range s.children {
 					if c.sa.OutSPI == out {
+						if c.replacedBy != 0 {
+							s.activate(c.replacedBy)
+						}
 						ours = append(ours, binary.BigEndian.AppendUint32(nil, in))
 						s.keyer.DeleteChild(in)
 						delete(s.children, in)
@@ -175,9 +221,4 @@ func (s *Session) onInformational(ps []wire.Payload) ([]wire.Payload, error) {
 		return nil, nil
 	}
 	return []wire.Payload{&wire.Delete{Protocol: wire.ProtoESP, SPIs: ours}}, nil
-}
-
-// onCreateChildSA answers a gateway-initiated CREATE_CHILD_SA.
-func (s *Session) onCreateChildSA(ps []wire.Payload) []wire.Payload {
-	return []wire.Payload{&wire.Notify{NotifyType: wire.NotifyNoAdditionalSAs}}
 }

@@ -35,8 +35,10 @@ type Session struct {
 	info Info
 
 	// Owned by the session goroutine once Dial returns.
-	ike      ikeSA
+	ike      *ikeSA            // current IKE SA
+	oldIKE   *ikeSA            // rekeyed by the gateway, until its DELETE arrives
 	children map[uint32]*child // by inbound SPI
+	rekeying uint32            // inbound SPI of the CHILD_SA we are rekeying
 	lastRecv time.Time
 }
 
@@ -52,8 +54,11 @@ type ikeSA struct {
 }
 
 type child struct {
-	sa    ChildSA
-	suite suite
+	sa         ChildSA
+	suite      suite
+	replacedBy uint32    // inbound SPI of the CHILD_SA that rekeyed this one
+	deferred   bool      // installed inbound only, outbound waits for Activate
+	rekeyAt    time.Time // when we rekey it (soft lifetime with jitter)
 }
 
 // Info describes what was negotiated.
@@ -88,6 +93,9 @@ func Dial(ctx context.Context, conn Conn, keyer Keyer, cfg Config) (*Session, er
 	}
 	if cfg.RetransmitTries == 0 {
 		cfg.RetransmitTries = 5
+	}
+	if cfg.ChildRekey == 0 {
+		cfg.ChildRekey = 50 * time.Minute
 	}
 	if cfg.DPDDelay == 0 {
 		cfg.DPDDelay = 30 * time.Second
@@ -203,8 +211,12 @@ func (s *Session) nonce() []byte {
 }
 
 func (s *Session) header(exch uint8, id uint32, response bool) wire.Header {
-	h := wire.Header{SPIi: s.ike.spiI, SPIr: s.ike.spiR, Exchange: exch, MessageID: id}
-	if s.ike.weInit {
+	return s.ike.header(exch, id, response)
+}
+
+func (sa *ikeSA) header(exch uint8, id uint32, response bool) wire.Header {
+	h := wire.Header{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: exch, MessageID: id}
+	if sa.weInit {
 		h.Flags |= wire.FlagInitiator
 	}
 	if response {
@@ -263,15 +275,14 @@ func (s *Session) accept(raw []byte, exch uint8, id uint32, encrypted bool) (*re
 	if err != nil {
 		return nil, err
 	}
-	if m.SPIi != s.ike.spiI || (encrypted && m.SPIr != s.ike.spiR) {
-		return nil, errors.New("unknown IKE SPIs")
-	}
-	if !m.IsResponse() {
-		if encrypted {
-			s.lastRecvNow()
-			return nil, s.handleRequest(raw, m)
+	if !encrypted {
+		if m.SPIi != s.ike.spiI || !m.IsResponse() {
+			return nil, errors.New("not our IKE_SA_INIT response")
 		}
-		return nil, errors.New("request during IKE_SA_INIT")
+	} else if !m.IsResponse() {
+		return nil, s.inbound(raw)
+	} else if m.SPIi != s.ike.spiI || m.SPIr != s.ike.spiR {
+		return nil, errors.New("response for another IKE SA")
 	}
 	if m.MessageID != id || m.Exchange != exch {
 		return nil, fmt.Errorf("response %d to exchange %d, want %d", m.MessageID, m.Exchange, id)

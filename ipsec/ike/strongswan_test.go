@@ -37,6 +37,15 @@ func (k *keyer) AddChild(c ike.ChildSA) error {
 	return nil
 }
 
+func (k *keyer) ActivateChild(spi uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.children[spi]; !ok {
+		return errors.New("no such child")
+	}
+	return nil
+}
+
 func (k *keyer) DeleteChild(spi uint32) {
 	k.mu.Lock()
 	delete(k.children, spi)
