@@ -244,6 +244,7 @@ func normalize(uq, resp *dns.Msg) *dns.Msg {
 	n.SetReply(uq)
 	n.RecursionAvailable = true
 	n.Rcode = resp.Rcode
+	n.Truncated = resp.Truncated // the cache will not keep it; the client retries over TCP
 	n.AuthenticatedData = resp.AuthenticatedData
 	n.Answer, n.Ns = resp.Answer, resp.Ns
 	for _, rr := range resp.Extra {
@@ -278,6 +279,9 @@ func toClient(n, req *dns.Msg, shared bool) *dns.Msg {
 	n.CheckingDisabled = req.CheckingDisabled
 	spellAsAsked(n, req.Question[0].Name)
 	fitEDNS(n, req)
+	if n.Rcode > 0xf && n.IsEdns0() == nil {
+		n.Rcode = dns.RcodeServerFailure // an extended RCODE needs EDNS (RFC 6891 §6.1.3)
+	}
 	return n
 }
 

@@ -343,3 +343,21 @@ func TestUpstreamPanicIsContained(t *testing.T) {
 		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
 	}
 }
+
+func TestExtendedRcodeWithoutClientEDNS(t *testing.T) {
+	up := &fakeUpstream{OnExchange: func(_ context.Context, req *dns.Msg) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeBadCookie)
+		m.SetEdns0(1232, false)
+		return m, nil
+	}}
+	r := mustNew(t, Config{Routes: []Route{{Zone: ".", Upstream: up}}})
+	if m := serve(t, r, query("example.com.", dns.TypeA)); m.Rcode != dns.RcodeBadCookie {
+		t.Errorf("EDNS client: rcode %s, want BADCOOKIE", dns.RcodeToString[m.Rcode])
+	}
+	q := query("example.com.", dns.TypeA)
+	q.Msg.Extra = nil
+	if m := serve(t, r, q); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("client without EDNS: rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+}
