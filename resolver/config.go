@@ -41,7 +41,8 @@ type Config struct {
 	// ACLs maps a listener name (Query.Listener) to its access list. The key
 	// "*" applies to listeners that have no entry of their own. Listeners
 	// with neither get [DefaultACL]: loopback and private ranges only, so
-	// Lamina is never an open resolver by accident.
+	// Lamina is never an open resolver by accident. A query without a valid
+	// Query.Client matches no rule and is refused.
 	ACLs map[string]ACL
 
 	// RateLimit limits queries per client network; the zero value is off.
