@@ -54,8 +54,14 @@ func (es Errors) err() error {
 	if len(es) == 0 {
 		return nil
 	}
+	return es.Sorted()
+}
+
+// Sorted sorts es by file and line and drops exact duplicates (decoding and
+// validation may both report one problem).
+func (es Errors) Sorted() Errors {
 	slices.SortStableFunc(es, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
 	})
-	return es
+	return slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
 }

@@ -40,7 +40,10 @@ func readErr(err error) string {
 
 // Parse decodes data strictly; name is used in error messages and to resolve
 // relative paths. It does not validate values: call Validate after any
-// command-line overrides have been applied.
+// command-line overrides have been applied. When the YAML is well-formed but
+// some values could not be decoded, Parse returns the config decoded so far
+// together with the errors, so that a caller may validate the rest and report
+// every problem at once.
 func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{file: name, lines: map[string]int{}}
 	var errs Errors
@@ -60,10 +63,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	d := decoder{errs: &errs, file: name, lines: c.lines}
 	d.decode(&root, "", reflect.ValueOf(c).Elem())
-	if err := errs.err(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, errs.err()
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

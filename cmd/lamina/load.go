@@ -36,12 +36,18 @@ func (s source) load() (*config.Config, error) {
 		name = s.file
 	}
 	c, err := config.Parse(name, data)
-	if err != nil {
+	if c == nil {
 		return nil, err
 	}
 	c.Apply(s.overrides)
-	if err := c.Validate(); err != nil {
-		return nil, err
+	var errs config.Errors
+	for _, e := range []error{err, c.Validate()} {
+		if es, ok := e.(config.Errors); ok {
+			errs = append(errs, es...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs.Sorted()
 	}
 	return c, nil
 }

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/laminadns/lamina/internal/testenv"
+)
+
+// laminaBin is the binary built from the tree by TestMain.
+var laminaBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lamina-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	laminaBin = filepath.Join(dir, "lamina")
+	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	out, err := exec.Command(gobin, "build", "-o", laminaBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building lamina: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running lamina.
+type proc struct {
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	admin string // ip:port
+	dns   string // ip:port of its Do53 listeners
+	done  chan struct{}
+	err   error
+}
+
+// startLamina runs `lamina serve` with args plus -admin on a free port and
+// waits until /readyz answers 200. The process is killed when the test ends.
+func startLamina(t *testing.T, dnsAddr string, args ...string) *proc {
+	t.Helper()
+	p := &proc{
+		out:   &syncBuffer{},
+		admin: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		dns:   dnsAddr,
+		done:  make(chan struct{}),
+	}
+	p.cmd = exec.Command(laminaBin, append([]string{"serve", "-admin", p.admin}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("lamina output:\n%s", p.out)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("lamina exited early: %v\n%s", p.err, p.out)
+		default:
+		}
+		resp, err := http.Get("http://" + p.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("lamina not ready after 10s:\n%s", p.out)
+	return nil
+}
+
+// signal sends sig to the process.
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait waits for the process to exit and returns its exit status.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("lamina still running after %v", d)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// waitLog waits until the process's output contains s.
+func (p *proc) waitLog(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(p.out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in lamina's output after %v:\n%s", s, d, p.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metrics returns the text of /metrics.
+func (p *proc) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// freeAddr is 127.0.0.1 with a port free for UDP and TCP.
+func freeAddr(t *testing.T) string {
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+}
+
+// nsd is a running NSD serving zones from text.
+type nsd struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startNSD runs NSD on a free loopback port with the given zones (name →
+// zone file text without $ORIGIN) and waits until it answers.
+func startNSD(t *testing.T, zones map[string]string) *nsd {
+	t.Helper()
+	bin := testenv.Tool(t, "nsd")
+	dir := t.TempDir()
+	port := testenv.FreePort(t)
+	conf := fmt.Sprintf(`server:
+  ip-address: 127.0.0.1@%d
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: %q
+  pidfile: %q
+  zonelistfile: %q
+  xfrdfile: %q
+  database: ""
+  verbosity: 0
+  hide-version: yes
+remote-control:
+  control-enable: no
+`, port, dir, dir+"/nsd.pid", dir+"/zone.list", dir+"/xfrd.state")
+	var first string
+	for name, text := range zones {
+		first = name
+		file := name + "zone"
+		body := fmt.Sprintf("$ORIGIN %s\n$TTL 300\n@ IN SOA ns.%s hostmaster.%s 1 3600 600 86400 60\n@ IN NS ns.%s\nns IN A 127.0.0.1\n%s\n", name, name, name, name, text)
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		conf += fmt.Sprintf("zone:\n  name: %q\n  zonefile: %q\n", name, file)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nsd.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := &nsd{addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
+	out := &syncBuffer{}
+	n.cmd = exec.Command(bin, "-d", "-c", filepath.Join(dir, "nsd.conf"))
+	n.cmd.Stdout, n.cmd.Stderr = out, out
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(n.stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, err := exchange(n.addr, "udp", first, dns.TypeSOA); err == nil && r.Rcode == dns.RcodeSuccess {
+			return n
+		}
+		select {
+		case <-n.done:
+			t.Fatalf("nsd exited: %s", out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("nsd not answering: %s", out)
+	return nil
+}
+
+func (n *nsd) stop() {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(5 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+// exchange sends one query with EDNS (so that EDEs come back) and returns the
+// answer.
+func exchange(addr, network, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	c := &dns.Client{Net: network, Timeout: 3 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	r, _, err := c.ExchangeContext(ctx, m, addr)
+	return r, err
+}
+
+// mustExchange is exchange that fails the test on a transport error.
+func mustExchange(t *testing.T, addr, network, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	r, err := exchange(addr, network, name, qtype)
+	if err != nil {
+		t.Fatalf("%s %s over %s: %v", name, dns.TypeToString[qtype], network, err)
+	}
+	return r
+}
+
+// ede returns the first Extended DNS Error code of m, or -1.
+func ede(m *dns.Msg) int {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return int(e.InfoCode)
+			}
+		}
+	}
+	return -1
+}
+
+// kdig runs kdig against addr and returns its output.
+func kdig(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	bin := testenv.Tool(t, "kdig")
+	host, port, _ := net.SplitHostPort(addr)
+	all := append([]string{"@" + host, "-p", port, "+time=3", "+retry=0"}, args...)
+	out, err := exec.Command(bin, all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kdig %v: %v\n%s", all, err, out)
+	}
+	return string(out)
+}
+
+// writeConfig writes a config file into a temp dir and returns its path.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "lamina.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
