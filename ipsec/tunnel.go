@@ -73,6 +73,7 @@ func New(ctx context.Context, cfg Config) (*Tunnel, error) {
 			return nil, fmt.Errorf("ipsec: dialing gateway %v: %w", gw, err)
 		}
 	}
+	allowFragments(conn)
 	t := &Tunnel{
 		log: cfg.Logger, conn: conn, st: st, keepalive: cmp(cfg.Keepalive, DefaultKeepalive),
 		onEvent: cfg.OnSAEvent, ike: cfg.IKE, ikeq: make(chan []byte, DefaultIKEQueueLen),

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func udpEcho(t testing.TB, s *Tunnel, addr string) {
@@ -100,5 +103,47 @@ func TestDialOutsideTrafficSelectors(t *testing.T) {
 	defer pc.Close()
 	if _, err := pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}); !errors.Is(err, ErrOutsideTS) {
 		t.Fatalf("WriteTo outside: %v", err)
+	}
+}
+
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ca, cb := udpPair(t)
+	mc, ms := staticPair("aes128gcm16", 0x1000, testKey, "")
+	client, err := New(context.Background(), Config{Conn: ca, Addresses: []netip.Addr{clientAddr},
+		RemoteTS: []netip.Prefix{serverNet}, Manual: mc, Keepalive: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := New(context.Background(), Config{Conn: cb, Addresses: []netip.Addr{serverAddr},
+		RemoteTS: []netip.Prefix{clientNet}, Manual: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := server.Listen(context.Background(), "tcp", "10.200.0.53:7")
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	c, err := client.DialContext(context.Background(), "tcp", "10.200.0.53:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	server.RemoveInbound(0x1000, time.Hour) // a pending grace timer
+	client.Close()
+	server.Close()
+	client.Close() // idempotent
+	l.Close()
+	c.Close()
+	if _, err := client.DialContext(context.Background(), "udp", "10.200.0.53:7"); err == nil {
+		t.Fatal("dial after Close succeeded")
+	}
+	if err := client.SendIKE(context.Background(), []byte("x")); err == nil {
+		t.Fatal("SendIKE after Close succeeded")
 	}
 }

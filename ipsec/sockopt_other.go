@@ -1,0 +1,7 @@
+//go:build !linux
+
+package ipsec
+
+import "net"
+
+func allowFragments(net.Conn) {}
