@@ -15,6 +15,11 @@ type Stats struct {
 	Evictions  uint64 // entries dropped for the entry or byte bound
 	Entries    int
 	Bytes      int64 // packed answers plus a fixed per-entry overhead
+
+	// With Config.Redis: answers found in Redis after a local miss, lookups
+	// that found nothing there, and operations that failed, timed out or
+	// were skipped while Redis was down (each one a fallback to local only).
+	RedisHits, RedisMisses, RedisFailures uint64
 }
 
 // Stats returns the current counters; it is safe to call at any time.
@@ -32,11 +37,25 @@ func (c *Cache) Stats() Stats {
 		st.Bytes += sh.bytes
 		sh.mu.Unlock()
 	}
+	if c.l2 != nil {
+		st.RedisHits = c.l2.hits.Load()
+		st.RedisMisses = c.l2.misses.Load()
+		st.RedisFailures = c.l2.fails.Load()
+	}
 	return st
 }
 
-// Flush drops every entry.
+// Flush drops every entry, in Redis and on every instance sharing it too.
 func (c *Cache) Flush() {
+	c.flushLocal()
+	if c.l2 != nil {
+		if err := c.l2.flush(nil, ""); err != nil {
+			c.l2.log.Warn("flush not shared", "err", err)
+		}
+	}
+}
+
+func (c *Cache) flushLocal() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
@@ -46,13 +65,26 @@ func (c *Cache) Flush() {
 }
 
 // FlushName drops the entries of name (any type, class and flags; not its
-// subdomains) and returns how many there were. It scans the whole cache, so
-// it is meant for operators, not for the query path.
+// subdomains), in Redis and on every instance sharing it too, and returns how
+// many there were locally. It scans the whole cache, so it is meant for
+// operators, not for the query path.
 func (c *Cache) FlushName(name string) int {
+	n, key := c.flushNameLocal(name)
+	if c.l2 != nil && key != nil {
+		if err := c.l2.flush(key, name); err != nil {
+			c.l2.log.Warn("flush not shared", "name", name, "err", err)
+		}
+	}
+	return n
+}
+
+// flushNameLocal drops name's local entries; it also returns the name's
+// lower-cased wire form (nil if name is invalid).
+func (c *Cache) flushNameLocal(name string) (int, []byte) {
 	var nb [maxName + 1]byte
 	n, err := dns.PackDomainName(dns.Fqdn(name), nb[:], 0, nil, false)
 	if err != nil || n == 0 {
-		return 0
+		return 0, nil
 	}
 	want := appendKey(nil, nb[:n], 0, 0, false, false)[:n]
 	removed := 0
@@ -68,5 +100,5 @@ func (c *Cache) FlushName(name string) int {
 		}
 		sh.mu.Unlock()
 	}
-	return removed
+	return removed, want
 }

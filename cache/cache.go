@@ -20,6 +20,7 @@ type Cache struct {
 	seed   maphash.Seed
 	shards []shard
 	mask   uint64
+	l2     *redisL2 // nil without Config.Redis
 }
 
 // shard is one lock's worth of the cache. Sharding by key hash keeps
@@ -53,7 +54,21 @@ func New(cfg Config) (*Cache, error) {
 			return nil, err
 		}
 	}
+	if cfg.Redis != nil {
+		if c.l2, err = newRedis(*cfg.Redis, c); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// Close releases the Redis connection and stops listening for flushes; the
+// local cache keeps working. It is a no-op without Redis.
+func (c *Cache) Close() error {
+	if c.l2 == nil {
+		return nil
+	}
+	return c.l2.close()
 }
 
 func (c *Cache) shard(key []byte) (*shard, uint64) {
@@ -136,7 +151,14 @@ func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
 	do := opt != nil && opt.Do()
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
-	e, fr, ttl := c.lookup(key, c.s.now(), stale, 0xffff, opt != nil)
+	now := c.s.now()
+	e, fr, ttl := c.lookup(key, now, stale, 0xffff, opt != nil)
+	if fr == resolver.Miss && c.l2 != nil {
+		// Another instance may have it (or a fresher copy of an expired one).
+		if e2 := c.l2.get(key, now); e2 != nil && c.store(key, e2, now, true) {
+			e, fr, ttl = c.lookup(key, now, stale, 0xffff, opt != nil)
+		}
+	}
 	if fr == resolver.Miss {
 		if !stale { // a stale lookup follows a counted miss
 			sh, _ := c.shard(key)
@@ -196,17 +218,24 @@ func (c *Cache) Set(req, resp *dns.Msg) {
 	if !ok {
 		return
 	}
-	c.store(key, e, now)
+	if c.store(key, e, now, false) && c.l2 != nil {
+		c.l2.put(key, e, now, c.s.maxStale)
+	}
 }
 
-func (c *Cache) store(key []byte, e *entry, now int64) {
+// store adds e under key and reports whether it did; onlyNewer keeps an
+// entry that expires later (for copies fetched from Redis).
+func (c *Cache) store(key []byte, e *entry, now int64, onlyNewer bool) bool {
 	sh, h := c.shard(key)
 	if e.size() > sh.maxBytes {
-		return
+		return false
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if old, ok := sh.lru.Peek(h); ok {
+		if onlyNewer && old.matches(key) && old.expire >= e.expire {
+			return false
+		}
 		if e.kind == servFail && old.kind != servFail && old.matches(key) {
 			// Keep a fresh answer, and keep an expired one for serve-stale,
 			// not asking upstream again for a while (RFC 8767 §5).
@@ -214,7 +243,7 @@ func (c *Cache) store(key []byte, e *entry, now int64) {
 				old.failUntil = now + int64(c.s.servFailTTL)*int64(time.Second)
 			}
 			if old.expire > now || c.s.maxStale >= 0 && now-old.expire < c.s.maxStale {
-				return
+				return false
 			}
 		}
 		sh.bytes -= old.size() // Add replaces it without the eviction callback
@@ -229,4 +258,5 @@ func (c *Cache) store(key []byte, e *entry, now int64) {
 		}
 		sh.evictions.Add(1)
 	}
+	return true
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// disables prefetch.
 	PrefetchHits int
 
+	// Redis, when set, adds the shared second level (see RedisConfig); the
+	// Cache then holds a connection until Close.
+	Redis *RedisConfig
+
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
 }

@@ -51,16 +51,12 @@ func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl 
 		Ns:       s.ns,
 	}
 	wire, err := m.Pack()
-	if err != nil || len(wire) > 0xffff || len(wire) < headerLen+len(name)+4 {
+	if err != nil || len(wire) < headerLen+len(name)+4 {
 		return nil, false
 	}
 	// The question bytes become the canonical (lower-case) key; each hit
 	// overwrites them with the client's spelling.
 	copy(wire[headerLen:], name)
-	offs, err := ttlOffsets(make([]byte, 0, 16), wire)
-	if err != nil {
-		return nil, false
-	}
 	var kf uint8
 	if do {
 		kf |= keyDO
@@ -68,15 +64,29 @@ func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl 
 	if req.CheckingDisabled {
 		kf |= keyCD
 	}
+	return entryFromWire(wire, len(name), kf, s.kind, ttl, expire)
+}
+
+// entryFromWire makes an entry of a packed response whose question name is
+// nameLen bytes long, recording where its TTLs are. It checks the structure,
+// for it also reads entries shared through Redis.
+func entryFromWire(wire []byte, nameLen int, kf uint8, k kind, ttl uint32, expire int64) (*entry, bool) {
+	if nameLen < 1 || nameLen > maxName || len(wire) > 0xffff || len(wire) < headerLen+nameLen+4 {
+		return nil, false
+	}
+	offs, err := ttlOffsets(make([]byte, 0, 16), wire)
+	if err != nil {
+		return nil, false
+	}
 	// One allocation of the exact size: wire followed by the offsets.
 	buf := make([]byte, len(wire)+len(offs))
 	copy(buf[copy(buf, wire):], offs)
 	return &entry{
 		buf:     buf,
 		wireLen: uint16(len(wire)),
-		nameLen: uint8(len(name) - 1),
+		nameLen: uint8(nameLen - 1),
 		kflags:  kf,
-		kind:    s.kind,
+		kind:    k,
 		ttl:     ttl,
 		expire:  expire,
 	}, true
