@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestDefaultConfigNoFlags runs `lamina serve` exactly as a newcomer would,
+// when the default ports (8053 for DNS, 9153 for admin) are free here.
+func TestDefaultConfigNoFlags(t *testing.T) {
+	for _, a := range []string{"udp:127.0.0.1:8053", "tcp:127.0.0.1:8053", "tcp:127.0.0.1:9153"} {
+		network, addr, _ := strings.Cut(a, ":")
+		var err error
+		if network == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", addr); err == nil {
+				pc.Close()
+			}
+		} else {
+			var l net.Listener
+			if l, err = net.Listen("tcp", addr); err == nil {
+				l.Close()
+			}
+		}
+		if err != nil {
+			t.Skipf("default port busy on this machine (%v); TestDefaultConfigAnswers covers the config", err)
+		}
+	}
+	cmd := exec.Command(laminaBin, "serve")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("lamina output:\n%s", out)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:9153/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("default config never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := strings.TrimSpace(kdig(t, "127.0.0.1:8053", "+short", "router.home.arpa")); got != "192.168.1.1" {
+		t.Errorf("kdig @127.0.0.1 -p 8053 router.home.arpa = %q", got)
+	}
+}
+
+func post(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// cacheEntries reads lamina_cache_entries from /metrics.
+func cacheEntries(t *testing.T, p *proc) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^lamina_cache_entries (\S+)$`).FindStringSubmatch(p.metrics(t))
+	if m == nil {
+		t.Fatal("no lamina_cache_entries in /metrics")
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return int(f)
+}
+
+// TestCacheFlushAndReload fills the cache through NSD, checks that it
+// survives a SIGHUP with unchanged cache settings, then flushes one name and
+// everything over the admin listener.
+func TestCacheFlushAndReload(t *testing.T) {
+	t.Parallel()
+	auth := startNSD(t, map[string]string{"c.test.": "* IN A 10.0.0.7\n"})
+	addr := freeAddr(t)
+	cfgText := fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+upstream_groups: [{name: g, upstreams: ["udp://%s"]}]
+routes: [{zone: ., group: g}]
+`, addr, auth.addr)
+	cfg := writeConfig(t, cfgText)
+	p := startLamina(t, addr, "-config", cfg)
+	for i := range 3 {
+		mustExchange(t, addr, "udp", fmt.Sprintf("n%d.c.test", i), dns.TypeA)
+	}
+	if n := cacheEntries(t, p); n != 3 {
+		t.Fatalf("cache entries after 3 names: %d", n)
+	}
+
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded", 5*time.Second)
+	if n := cacheEntries(t, p); n != 3 {
+		t.Errorf("cache entries after a reload with the same cache settings: %d, want 3", n)
+	}
+
+	base := "http://" + p.admin
+	if code, body := post(t, base+"/cache/flush?name=n1.c.test"); code != 200 || !strings.Contains(body, "flushed 1") {
+		t.Errorf("flush one name: %d %q", code, body)
+	}
+	if n := cacheEntries(t, p); n != 2 {
+		t.Errorf("after flushing one name: %d entries", n)
+	}
+	if code, _ := post(t, base+"/cache/flush"); code != 200 {
+		t.Errorf("flush: %d", code)
+	}
+	if n := cacheEntries(t, p); n != 0 {
+		t.Errorf("after flush: %d entries", n)
+	}
+	if resp, err := http.Get(base + "/cache/flush"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /cache/flush: %v %v", resp.Status, err)
+	}
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/healthz: %v", err)
+	}
+
+	// Changed cache settings: a new, empty cache.
+	mustExchange(t, addr, "udp", "n9.c.test", dns.TypeA)
+	if err := os.WriteFile(cfg, []byte(cfgText+"cache: {size: 500}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(p.out.String(), "configuration reloaded") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := cacheEntries(t, p); n != 0 {
+		t.Errorf("after a reload with new cache settings: %d entries, want a fresh cache", n)
+	}
+}
+
+// TestQueryLogJSON: JSON logs, a query log without client addresses unless
+// log_client_ip is set.
+func TestQueryLogJSON(t *testing.T) {
+	t.Parallel()
+	for _, withIP := range []bool{false, true} {
+		t.Run(fmt.Sprint("log_client_ip=", withIP), func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			cfg := writeConfig(t, fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+local_zones: [{name: ql.test, records: ["a IN A 10.0.0.1"]}]
+logging: {format: json, query_log: true, log_client_ip: %v}
+`, addr, withIP))
+			p := startLamina(t, addr, "-config", cfg)
+			mustExchange(t, addr, "udp", "a.ql.test", dns.TypeA)
+			p.waitLog(t, `"name":"a.ql.test."`, 5*time.Second)
+			var rec map[string]any
+			for line := range strings.Lines(p.out.String()) {
+				rec = nil
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("log line is not JSON: %q", line)
+				}
+				if rec["name"] == "a.ql.test." {
+					break
+				}
+			}
+			if rec["log"] != "query" || rec["rcode"] != "NOERROR" {
+				t.Errorf("query log record: %v", rec)
+			}
+			_, hasClient := rec["client"]
+			if hasClient != withIP || (!withIP && strings.Contains(fmt.Sprint(rec), "127.0.0")) {
+				t.Errorf("client in query log = %v, want %v: %v", rec["client"], withIP, rec)
+			}
+		})
+	}
+}
