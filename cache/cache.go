@@ -77,8 +77,9 @@ func (c *Cache) shard(key []byte) (*shard, uint64) {
 }
 
 // lookup finds key's entry and judges it at time now. A response that would
-// exceed max bytes is a Miss that leaves the entry's state alone.
-func (c *Cache) lookup(key []byte, now int64, stale bool, max int, edns bool) (*entry, resolver.Freshness, uint32) {
+// exceed max bytes is a Miss that leaves the entry's state alone, and so is
+// anything but Fresh when freshOnly (the wire path, see AppendWire).
+func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (*entry, resolver.Freshness, uint32) {
 	sh, h := c.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.lru.Get(h)
@@ -92,12 +93,16 @@ func (c *Cache) lookup(key []byte, now int64, stale bool, max int, edns bool) (*
 			return nil, resolver.Miss, 0
 		}
 		fr := resolver.Fresh
-		e.hits++
-		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && e.hits >= c.s.prefetchHits &&
+		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && e.hits+1 >= c.s.prefetchHits &&
 			left*prefetchShare < int64(e.ttl)*int64(time.Second) {
+			if freshOnly {
+				sh.mu.Unlock()
+				return nil, resolver.Miss, 0
+			}
 			e.prefetch = true
 			fr = resolver.Refresh
 		}
+		e.hits++
 		sh.mu.Unlock()
 		sh.hits.Add(1)
 		if fr == resolver.Refresh {
@@ -110,7 +115,7 @@ func (c *Cache) lookup(key []byte, now int64, stale bool, max int, edns bool) (*
 		sh.mu.Unlock()
 		return nil, resolver.Miss, 0
 	}
-	if !(stale || c.s.swr || now < e.failUntil) || e.respLen(edns, true) > max {
+	if freshOnly || !(stale || c.s.swr || now < e.failUntil) || e.respLen(edns, true) > max {
 		sh.mu.Unlock()
 		return nil, resolver.Miss, 0
 	}
@@ -119,8 +124,11 @@ func (c *Cache) lookup(key []byte, now int64, stale bool, max int, edns bool) (*
 	return e, resolver.Stale, staleTTL
 }
 
-// AppendWire implements resolver.Cache's fast path. It counts hits but not
-// misses, since a caller falls back to Get, which counts them.
+// AppendWire implements resolver.Cache's fast path. It answers only Fresh:
+// an entry due for prefetch, a stale one (stale-while-revalidate) or an
+// unusual query is declined as a Miss with no side effect, so that the
+// caller's slow path, Get, reports it and the resolver acts on it. It counts
+// hits but not misses, since the caller falls back to Get, which counts them.
 func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, resolver.Freshness) {
 	q, ok := parseQuery(raw)
 	if !ok {
@@ -128,7 +136,7 @@ func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, resolver.Freshness
 	}
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], raw[headerLen:q.nameEnd], q.qtype, q.qclass, q.do, raw[3]&flagCD != 0)
-	e, fr, ttl := c.lookup(key, c.s.now(), false, max, q.edns)
+	e, fr, ttl := c.lookup(key, c.s.now(), false, true, max, q.edns)
 	if fr == resolver.Miss {
 		return dst, fr
 	}
@@ -152,11 +160,11 @@ func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
 	now := c.s.now()
-	e, fr, ttl := c.lookup(key, now, stale, 0xffff, opt != nil)
+	e, fr, ttl := c.lookup(key, now, stale, false, 0xffff, opt != nil)
 	if fr == resolver.Miss && c.l2 != nil {
 		// Another instance may have it (or a fresher copy of an expired one).
 		if e2 := c.l2.get(key, now); e2 != nil && c.store(key, e2, now, true) {
-			e, fr, ttl = c.lookup(key, now, stale, 0xffff, opt != nil)
+			e, fr, ttl = c.lookup(key, now, stale, false, 0xffff, opt != nil)
 		}
 	}
 	if fr == resolver.Miss {

@@ -14,12 +14,21 @@
 // The hit path ([Cache.AppendWire]) parses only the question of the raw query,
 // copies the stored packed answer, patches the ID, the RD bit, the question
 // name (so the client's 0x20 case survives) and each TTL in place, and appends
-// an OPT record when the query had one. It does not allocate.
+// an OPT record when the query had one. It does not allocate. It answers only
+// Fresh entries; prefetch-due and stale ones go to Get, whose Freshness tells
+// the resolver to refresh them.
+//
+// An optional second level in Redis ([RedisConfig]) shares entries, in wire
+// form with their absolute expiry, among instances behind one address, and
+// propagates flushes over pub/sub. Only Get consults it (after a local miss),
+// never the hit path, and a down or slow Redis costs at most one bounded
+// timeout per second before the cache carries on alone.
 //
 // What it does not do: it never talks to the network (the resolver refreshes,
 // prefetches and coalesces), never decides policy, exports no Prometheus
 // metrics ([Cache.Stats] is adapted in cmd/), and keeps no ECS-specific entries
-// (the resolver strips ECS).
+// (the resolver strips ECS; no OPT option of any response is ever stored or
+// replayed).
 //
 // Dependencies: *Cache satisfies resolver.Cache. Go matches interface methods
 // by identical types, so this package imports package resolver for the

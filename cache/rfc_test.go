@@ -154,20 +154,17 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	req := query("a.example.", dns.TypeA, true, false)
 	c.Set(req, reply(req, dns.RcodeSuccess, rrs(t, "a.example. 60 IN A 192.0.2.1"), nil, nil))
 	clk.Advance(61 * time.Second)
-	for _, via := range []string{"Get", "AppendWire"} {
-		var m *dns.Msg
-		var fr resolver.Freshness
-		if via == "Get" {
-			m, fr = c.Get(req, false)
-		} else {
-			m, fr = wireGet(t, c, req, 512)
-		}
-		if fr != resolver.Stale || m.Answer[0].Header().Ttl != 30 {
-			t.Fatalf("%s: %v %v, want stale at once", via, fr, m)
-		}
-		if code, ok := ede(m); !ok || code != dns.ExtendedErrorCodeStaleAnswer {
-			t.Errorf("%s: no EDE 3", via)
-		}
+	// The wire path leaves stale entries to Get, which tells the resolver to
+	// refresh.
+	if _, fr := wireGet(t, c, req, 512); fr != resolver.Miss {
+		t.Fatalf("AppendWire: %v, want the slow path", fr)
+	}
+	m, fr := c.Get(req, false)
+	if fr != resolver.Stale || m.Answer[0].Header().Ttl != 30 {
+		t.Fatalf("%v %v, want stale at once", fr, m)
+	}
+	if code, ok := ede(m); !ok || code != dns.ExtendedErrorCodeStaleAnswer {
+		t.Errorf("no EDE 3")
 	}
 	// The background refresh replaces it.
 	c.Set(req, reply(req, dns.RcodeSuccess, rrs(t, "a.example. 60 IN A 192.0.2.2"), nil, nil))
@@ -189,6 +186,10 @@ func TestPrefetchSignal(t *testing.T) {
 	}
 	if fr := get(); fr != resolver.Fresh {
 		t.Fatalf("hit 2: %v", fr)
+	}
+	// The wire path declines the due entry without using up the signal.
+	if _, fr := wireGet(t, c, req, 512); fr != resolver.Miss {
+		t.Fatalf("AppendWire on an entry due for prefetch: %v, want Miss", fr)
 	}
 	if fr := get(); fr != resolver.Refresh {
 		t.Fatalf("hit 3 near expiry: %v, want Refresh", fr)
