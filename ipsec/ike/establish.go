@@ -244,12 +244,17 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 	}
 	s.lastRecvNow()
 	s.log.Info("IKE SA established", "remote_id", Identity{idr.IDType, idr.Data}.String())
-	// The IKE SA is up; a CHILD_SA failure is reported by notifies.
-	if err := notifyError(r.payloads, "IKE_AUTH"); err != nil {
-		return err
+	// The IKE SA is up; a CHILD_SA failure is reported by notifies, and
+	// leaves an IKE SA we have no use for: delete it at the gateway.
+	err = notifyError(r.payloads, "IKE_AUTH")
+	var c *child
+	if err == nil {
+		c, err = s.childFromResponse(r.payloads, inSPI, s.cfg.ESPProposals, false, nil, ir.ni, ir.nr)
 	}
-	c, err := s.childFromResponse(r.payloads, inSPI, s.cfg.ESPProposals, false, nil, ir.ni, ir.nr)
 	if err != nil {
+		if derr := s.deleteIKE(ctx); derr != nil {
+			s.log.Debug("deleting IKE SA after CHILD_SA failure", "err", derr)
+		}
 		return err
 	}
 	s.mu.Lock()

@@ -245,3 +245,154 @@ func firstA(t *testing.T, m []byte) netip.Addr {
 	}
 	return netip.AddrFrom4([4]byte(m[i+10 : i+14]))
 }
+
+// TestStrongSwanProposals runs each proposal family against a gateway that
+// insists on it, and proves the CHILD_SA keys with a DNS query.
+func TestStrongSwanProposals(t *testing.T) {
+	tests := []struct {
+		name, ike, esp string
+		group, cipher  uint16
+		bits           int
+	}{
+		{"gcm256-sha384-p256/chacha", "aes256gcm16-prfsha384-ecp256", "chacha20poly1305", wire.GroupECP256, wire.EncrChaCha20Poly1305, 256},
+		{"cbc256-sha256-modp2048/cbc", "aes256-sha256-modp2048", "aes256-sha256", wire.GroupMODP2048, wire.EncrAESCBC, 256},
+		{"chacha-sha512-p384/gcm256", "chacha20poly1305-prfsha512-ecp384", "aes256gcm16", wire.GroupECP384, wire.EncrAESGCM16, 256},
+		{"cbc128-sha512-x25519/cbc128", "aes128-sha512-x25519", "aes128-sha256", wire.GroupX25519, wire.EncrAESCBC, 128},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gateway()
+			g.Proposals, g.ESPProposals = tc.ike, tc.esp
+			lab := iketest.Start(t, g)
+			s, c, k, err := dial(t, lab, nil)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			if s.Info().Group != tc.group {
+				t.Errorf("group %d, want %d", s.Info().Group, tc.group)
+			}
+			child := <-k.added
+			if child.Cipher != tc.cipher || child.KeyBits != tc.bits {
+				t.Fatalf("child cipher %d/%d", child.Cipher, child.KeyBits)
+			}
+			if a := queryThroughTunnel(t, c, child, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+				t.Fatalf("A record %v", a)
+			}
+		})
+	}
+}
+
+// TestStrongSwanFailures: unacceptable proposals and traffic selectors give
+// clear errors, and an IKE SA left without its CHILD_SA is deleted.
+func TestStrongSwanFailures(t *testing.T) {
+	t.Run("no proposal", func(t *testing.T) {
+		g := gateway()
+		g.Proposals = "aes128ccm16-prfsha256-ecp521"
+		lab := iketest.Start(t, g)
+		_, _, _, err := dial(t, lab, nil)
+		var ne *ike.NotifyError
+		if !errors.As(err, &ne) || ne.Type != wire.NotifyNoProposalChosen {
+			t.Fatalf("Dial error %v, want NO_PROPOSAL_CHOSEN", err)
+		}
+	})
+	t.Run("no ESP proposal", func(t *testing.T) {
+		g := gateway()
+		g.ESPProposals = "aes128ccm16"
+		lab := iketest.Start(t, g)
+		_, _, _, err := dial(t, lab, nil)
+		var ne *ike.NotifyError
+		if !errors.As(err, &ne) || ne.Type != wire.NotifyNoProposalChosen {
+			t.Fatalf("Dial error %v, want NO_PROPOSAL_CHOSEN", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if !lab.WaitLog(ctx, "received DELETE for IKE_SA") {
+			t.Error("the useless IKE SA was not deleted")
+		}
+	})
+	t.Run("TS unacceptable", func(t *testing.T) {
+		lab := iketest.Start(t, gateway())
+		_, _, _, err := dial(t, lab, func(c *ike.Config) { c.RemoteNets = []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24")} })
+		var ne *ike.NotifyError
+		if !errors.As(err, &ne) || ne.Type != wire.NotifyTSUnacceptable || !strings.Contains(err.Error(), "TS_UNACCEPTABLE") {
+			t.Fatalf("Dial error %v, want TS_UNACCEPTABLE", err)
+		}
+	})
+}
+
+// blackhole sends but never delivers anything: its IKE_SA_INIT leaves a
+// half-open IKE SA at the gateway.
+type blackhole struct{ c *iketest.Conn }
+
+func (b blackhole) Send(p []byte) error { return b.c.Send(p) }
+func (b blackhole) Receive(ctx context.Context) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStrongSwanCookie: with a half-open IKE SA from our address pending and
+// cookie_threshold_ip = 1, the gateway answers with a COOKIE and we retry
+// with it first (RFC 7296 §2.6).
+func TestStrongSwanCookie(t *testing.T) {
+	g := gateway()
+	g.Proposals = "aes128gcm16-prfsha256-ecp256" // no INVALID_KE: the first INIT leaves a half-open SA
+	g.CharonExtra = "  cookie_threshold = 100\n  cookie_threshold_ip = 1\n  block_threshold = 100\n"
+	lab := iketest.Start(t, g)
+	half := iketest.NewConn(lab.DialUDP(t, 4500))
+	cfg := config(half, "test-psk-0123456789")
+	cfg.RetransmitTries = 1
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if _, err := ike.Dial(ctx, blackhole{half}, newKeyer(), cfg); err == nil {
+		t.Fatal("blackholed Dial succeeded")
+	}
+	cancel()
+	if _, _, _, err := dial(t, lab, nil); err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	if !strings.Contains(lab.Log(), "parsed IKE_SA_INIT request 0 [ N(COOKIE) SA KE") {
+		t.Fatal("no IKE_SA_INIT retry with the COOKIE first")
+	}
+}
+
+// TestStrongSwanLiveness: we answer the gateway's DPD probes and send our
+// own after silence; a CHILD_SA and then the IKE SA deleted by the gateway
+// are removed and end the session.
+func TestStrongSwanLiveness(t *testing.T) {
+	g := gateway()
+	g.ConnExtra = "    dpd_delay = 1s\n"
+	lab := iketest.Start(t, g)
+	s, _, k, err := dial(t, lab, func(c *ike.Config) { c.DPDDelay = 700 * time.Millisecond })
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	child := <-k.added
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if !lab.WaitLog(ctx, "parsed INFORMATIONAL response") {
+		t.Fatal("we never answered a gateway DPD probe")
+	}
+	if !lab.WaitLog(ctx, "parsed INFORMATIONAL request 2 [ ]") {
+		t.Fatal("we never sent a DPD probe")
+	}
+	if !strings.Contains(lab.Swanctl(t, "--list-sas"), "ESTABLISHED") {
+		t.Fatal("IKE SA gone after DPD")
+	}
+	lab.Swanctl(t, "--terminate", "--child", "internal")
+	select {
+	case spi := <-k.deleted:
+		if spi != child.InSPI {
+			t.Fatalf("deleted %08x, want %08x", spi, child.InSPI)
+		}
+	case <-ctx.Done():
+		t.Fatal("gateway's CHILD_SA DELETE not applied")
+	}
+	lab.Swanctl(t, "--terminate", "--ike", "dns")
+	select {
+	case <-s.Done():
+		if !errors.Is(s.Err(), ike.ErrPeerDelete) {
+			t.Fatalf("session ended with %v", s.Err())
+		}
+	case <-ctx.Done():
+		t.Fatal("session did not end after the gateway deleted the IKE SA")
+	}
+}

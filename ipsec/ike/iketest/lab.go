@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,10 +52,12 @@ type Gateway struct {
 
 // Lab is a running gateway with its namespaces.
 type Lab struct {
-	GW, CL  string // namespace names
-	dir     string
-	env     []string
-	swanctl string
+	GW, CL     string // namespace names
+	dir        string
+	env        []string
+	swanctl    string
+	charonArgs []string
+	stopCharon func(unix.Signal)
 }
 
 var seq atomic.Int32
@@ -97,13 +100,21 @@ func Start(t testing.TB, g Gateway) *Lab {
 
 	l.writeConfigs(t, g)
 	l.env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(l.dir, "strongswan.conf"))
-	l.startDaemon(t, "charon", ip, "netns", "exec", l.GW, "unshare", "-m", "sh", "-c",
-		"mount -t tmpfs tmpfs /run && mkdir -p /run/strongswan && exec "+charon)
+	l.charonArgs = []string{ip, "netns", "exec", l.GW, "unshare", "-m", "sh", "-c",
+		"mount -t tmpfs tmpfs /run && mkdir -p /run/strongswan && exec " + charon}
 	l.startDaemon(t, "nsd", ip, "netns", "exec", l.GW, nsd, "-d", "-c", filepath.Join(l.dir, "nsd.conf"))
+	l.startCharon(t)
+	return l
+}
 
+// startCharon starts charon, waits for its vici socket and loads the
+// configuration.
+func (l *Lab) startCharon(t testing.TB) {
+	t.Helper()
+	l.stopCharon = l.startDaemon(t, "charon", l.charonArgs...)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		cmd := exec.Command(swanctl, "--stats")
+		cmd := exec.Command(l.swanctl, "--stats")
 		cmd.Env = l.env
 		if cmd.Run() == nil {
 			break
@@ -114,12 +125,19 @@ func Start(t testing.TB, g Gateway) *Lab {
 		time.Sleep(100 * time.Millisecond)
 	}
 	l.Swanctl(t, "--load-all", "--file", filepath.Join(l.dir, "swanctl.conf"))
-	return l
 }
 
-func (l *Lab) startDaemon(t testing.TB, name string, args ...string) {
+// Restart kills charon with SIGKILL (it forgets every SA without telling
+// anyone, as in a crash) and starts it again with the same configuration.
+func (l *Lab) Restart(t testing.TB) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
+	l.stopCharon(unix.SIGKILL)
+	l.startCharon(t)
+}
+
+func (l *Lab) startDaemon(t testing.TB, name string, args ...string) (stop func(unix.Signal)) {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(l.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,20 +150,27 @@ func (l *Lab) startDaemon(t testing.TB, name string, args ...string) {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	var once sync.Once
+	stop = func(sig unix.Signal) {
+		once.Do(func() {
+			unix.Kill(-cmd.Process.Pid, sig)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+				<-done
+			}
+			logf.Close()
+		})
+	}
 	t.Cleanup(func() {
-		unix.Kill(-cmd.Process.Pid, unix.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-			<-done
-		}
-		logf.Close()
+		stop(unix.SIGTERM)
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("%s log:\n%s", name, tail(b, 6000))
 		}
 	})
+	return stop
 }
 
 func tail(b []byte, n int) []byte {
