@@ -87,13 +87,26 @@ type UpstreamGroup struct {
 	Stagger Duration `yaml:"stagger"`
 	// Tunnel names an entry of tunnels to dial through. Empty: the host network.
 	Tunnel string `yaml:"tunnel"`
-	// Bootstrap lists IPs used for the upstreams' host names (encrypted upstreams
-	// named by host). Empty: host names must be IP literals.
-	Bootstrap []netip.Addr `yaml:"bootstrap"`
-	// ServerName overrides the TLS server name checked on encrypted upstreams.
+	// Bootstrap are plain DNS upstreams (udp:// or tcp:// with IPs) that
+	// resolve the host names of encrypted upstreams, never through
+	// themselves. Empty: host names need ips, or must be IP literals.
+	Bootstrap []string `yaml:"bootstrap"`
+	// IPs are fixed addresses for the upstreams' host names, used instead of
+	// bootstrap resolution. Empty: none.
+	IPs []netip.Addr `yaml:"ips"`
+	// ServerName overrides the TLS name verified on encrypted upstreams.
+	// Empty: the URL's host.
 	ServerName string `yaml:"server_name"`
 	// CAFile is a PEM bundle to verify encrypted upstreams. Empty: system roots.
 	CAFile string `yaml:"ca_file"`
+	// PinSHA256 are base64 SHA-256 digests of SPKIs, one of which the
+	// upstream's chain must contain. Empty: no pinning.
+	PinSHA256 []string `yaml:"pin_sha256"`
+	// ECH is require, opportunistic or off. Empty: opportunistic (ECH when a
+	// config is known, from ech_config or the upstream's HTTPS record).
+	ECH string `yaml:"ech"`
+	// ECHConfig is the upstream's ECHConfigList in base64. Empty: discovered.
+	ECHConfig string `yaml:"ech_config"`
 
 	origin string
 }

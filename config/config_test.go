@@ -93,6 +93,9 @@ func TestErrors(t *testing.T) {
 		{"tunnel auth", minimal + "tunnels:\n  - name: t\n    gateway: 192.0.2.1\n    local_id: me\n    remote_subnets: [10.0.0.0/8]\n", "t.yaml:4: tunnels[0]: give exactly one of psk_file, psk_env"},
 		{"tunnel proposal", minimal + "tunnels:\n  - {name: t, gateway: 192.0.2.1, local_id: me, psk_env: K, remote_subnets: [10.0.0.0/8], esp_proposals: [aes256gcm16-md5]}\n", "unknown algorithm \"md5\""},
 		{"group unknown tunnel", minimal + "upstream_groups:\n  - {name: g, tunnel: x, upstreams: [udp://10.0.0.1]}\n", "t.yaml:4: upstream_groups[0].tunnel: unknown tunnel \"x\""},
+		{"bootstrap encrypted", minimal + "upstream_groups:\n  - {name: g, bootstrap: [\"tls://192.0.2.1\"], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].bootstrap[0]: bootstrap servers are plain udp:// or tcp://"},
+		{"bad pin", minimal + "upstream_groups:\n  - {name: g, pin_sha256: [abc], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].pin_sha256[0]: want the base64 of a 32-byte SHA-256 digest"},
+		{"ech policy", minimal + "upstream_groups:\n  - {name: g, ech: maybe, upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].ech: unknown ECH policy \"maybe\""},
 		{"two documents", minimal + "---\nlisteners: []\n", "t.yaml:3: more than one YAML document"},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
@@ -145,6 +147,29 @@ func (v *validator) groups() {
 			v.domain(p+".server_name", g.ServerName)
 		}
 		v.readable(p+".ca_file", g.CAFile)
+		for k, b := range g.Bootstrap {
+			bp := fmt.Sprintf("%s.bootstrap[%d]", p, k)
+			if err := ValidateUpstreamURL(b); err != nil {
+				v.errorf(bp, "%v", err)
+			} else if s, _, _ := strings.Cut(b, "://"); s != "udp" && s != "tcp" {
+				v.errorf(bp, "bootstrap servers are plain udp:// or tcp:// upstreams")
+			}
+		}
+		for k, pin := range g.PinSHA256 {
+			if b, err := base64.StdEncoding.DecodeString(pin); err != nil || len(b) != sha256.Size {
+				v.errorf(fmt.Sprintf("%s.pin_sha256[%d]", p, k), "want the base64 of a 32-byte SHA-256 digest")
+			}
+		}
+		switch g.ECH {
+		case "", "require", "opportunistic", "off":
+		default:
+			v.errorf(p+".ech", "unknown ECH policy %q (want require, opportunistic or off)", g.ECH)
+		}
+		if g.ECHConfig != "" {
+			if _, err := base64.StdEncoding.DecodeString(g.ECHConfig); err != nil {
+				v.errorf(p+".ech_config", "not base64: %v", err)
+			}
+		}
 	}
 }
 
