@@ -1,6 +1,7 @@
 package esp
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
 )
@@ -12,7 +13,7 @@ import (
 // Overhead, or MaxHeadroom and MaxTailroom for any SA.
 //
 // The sequence number comes from the SA (RFC 4303 §3.3.3), so is the IV of
-// AEAD suites (RFC 4106 §3.1, RFC 7634 §2). Seal fails with ErrExpired once
+// AEAD suites (RFC 4106 §3.1, RFC 7634 §2); CBC IVs are random. Seal fails with ErrExpired once
 // a hard limit, including sequence exhaustion, has passed.
 func (s *SA) Seal(buf []byte, off, n int, nextHeader byte) ([]byte, error) {
 	if s.dir != Outbound {
@@ -54,9 +55,8 @@ func (s *SA) Seal(buf []byte, off, n int, nextHeader byte) ([]byte, error) {
 		t.aead.Seal(body[:0], nonce, body, aad)
 		s.aeadBuf.Put(sc)
 	} else {
-		var ctr [16]byte
-		binary.BigEndian.PutUint64(ctr[8:], seq)
-		t.ivBlock.Encrypt(iv, ctr[:])
+		// RFC 3602 §2.3: a random, unpredictable IV per packet.
+		rand.Read(iv)
 		cbcEncrypt(t, iv, body)
 		if t.icvLen > 0 {
 			m := t.getMAC()

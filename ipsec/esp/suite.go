@@ -114,15 +114,14 @@ func (s Suite) validate(allowNoInteg bool) error {
 // transform holds the keyed primitives of one SA; all are safe for
 // concurrent use (hmac states come from a pool).
 type transform struct {
-	hmacs   sync.Pool   // of *macState
-	aead    cipher.AEAD // GCM or ChaCha20-Poly1305
-	salt    [4]byte
-	block   cipher.Block // AES-CBC
-	ivBlock cipher.Block // derives CBC IVs from the sequence number
-	integ   []byte       // HMAC key
-	ivLen   int
-	icvLen  int
-	blk     int // cipher block size for padding (4 for AEADs)
+	hmacs  sync.Pool   // of *macState
+	aead   cipher.AEAD // GCM or ChaCha20-Poly1305
+	salt   [4]byte
+	block  cipher.Block // AES-CBC
+	integ  []byte       // HMAC key
+	ivLen  int
+	icvLen int
+	blk    int // cipher block size for padding (4 for AEADs)
 }
 
 func newTransform(s Suite, encKey, integKey []byte) (*transform, error) {
@@ -152,12 +151,6 @@ func newTransform(s Suite, encKey, integKey []byte) (*transform, error) {
 		if t.block, err = aes.NewCipher(encKey); err != nil {
 			return nil, err
 		}
-		// SP 800-38A App. C: an IV is unpredictable when it is the block
-		// cipher applied to a nonce; the nonce here is the unique sequence
-		// number, under a key derived so that IVs never equal data blocks.
-		ivKey := make([]byte, aes.BlockSize)
-		t.block.Encrypt(ivKey, ivKey) // E_K(0^128)
-		t.ivBlock, err = aes.NewCipher(ivKey)
 		if s.Integ == IntegNone {
 			t.icvLen = 0
 		} else {
