@@ -17,12 +17,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+var testIP = net.IPv4(192, 0, 2, 1).To4()
+
 // answerA is a Handler answering every A query with 192.0.2.1.
 func answerA(_ context.Context, q *resolver.Query) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetReply(q.Msg)
-	m.Answer = append(m.Answer, mustRR("x. 60 IN A 192.0.2.1"))
-	m.Answer[0].Header().Name = q.Msg.Question[0].Name
+	m.Answer = append(m.Answer, &dns.A{
+		Hdr: dns.RR_Header{Name: q.Msg.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+		A:   testIP,
+	})
 	return m, nil
 }
 
