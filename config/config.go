@@ -181,15 +181,16 @@ type Cache struct {
 
 // Redis is a shared second-level cache.
 type Redis struct {
-	// Address is host:port. Empty: no Redis.
-	Address string `yaml:"address"`
-	// PasswordEnv names an environment variable holding the password.
+	// URL is redis://[user@]host:port[/db] or rediss:// for TLS. Empty: no
+	// Redis.
+	URL string `yaml:"url"`
+	// PasswordEnv names an environment variable holding the password, kept
+	// out of the file. Empty: the URL's, if any.
 	PasswordEnv string `yaml:"password_env"`
-	// DB is the Redis database number. Zero: 0.
-	DB int `yaml:"db"`
-	// Prefix is prepended to keys and the flush channel. Empty: "lamina:".
+	// Prefix starts every key and names the flush channel. Empty:
+	// "lamina:cache:".
 	Prefix string `yaml:"prefix"`
-	// Timeout bounds each Redis operation. Zero: the cache package default.
+	// Timeout bounds each Redis operation on the query path. Zero: 50ms.
 	Timeout Duration `yaml:"timeout"`
 }
 

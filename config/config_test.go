@@ -96,6 +96,7 @@ func TestErrors(t *testing.T) {
 		{"bootstrap encrypted", minimal + "upstream_groups:\n  - {name: g, bootstrap: [\"tls://192.0.2.1\"], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].bootstrap[0]: bootstrap servers are plain udp:// or tcp://"},
 		{"bad pin", minimal + "upstream_groups:\n  - {name: g, pin_sha256: [abc], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].pin_sha256[0]: want the base64 of a 32-byte SHA-256 digest"},
 		{"ech policy", minimal + "upstream_groups:\n  - {name: g, ech: maybe, upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].ech: unknown ECH policy \"maybe\""},
+		{"redis url", minimal + "cache:\n  redis: {url: \"http://x:1\"}\n", "t.yaml:4: cache.redis.url: unknown scheme \"http\""},
 		{"two documents", minimal + "---\nlisteners: []\n", "t.yaml:3: more than one YAML document"},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -33,13 +34,16 @@ func (v *validator) cache() {
 	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
 		v.errorf("cache.min_ttl", "%s is above max_ttl %s", c.MinTTL.D(), c.MaxTTL.D())
 	}
-	if c.Redis.Address != "" {
-		if err := checkHostPort(c.Redis.Address, true); err != nil {
-			v.errorf("cache.redis.address", "%v", err)
+	if r := c.Redis.URL; r != "" {
+		u, err := url.Parse(r)
+		switch {
+		case err != nil:
+			v.errorf("cache.redis.url", "invalid URL %q", r)
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			v.errorf("cache.redis.url", "unknown scheme %q (want redis or rediss)", u.Scheme)
+		case checkHostPort(u.Host, true) != nil:
+			v.errorf("cache.redis.url", "%q needs host:port", r)
 		}
-	}
-	if c.Redis.DB < 0 {
-		v.errorf("cache.redis.db", "must not be negative")
 	}
 	v.envName("cache.redis.password_env", c.Redis.PasswordEnv)
 }

@@ -5,7 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"net/url"
+	"os"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -78,7 +79,11 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 		if prev != nil && prev.cache != nil && reflect.DeepEqual(prev.cfg.Cache, cfg.Cache) {
 			g.cache = prev.cache
 		} else {
-			c, err := cache.New(cacheConfig(cfg.Cache))
+			cc, err := cacheConfig(cfg.Cache, sh.log)
+			if err != nil {
+				return nil, err
+			}
+			c, err := cache.New(cc)
 			if err != nil {
 				return nil, fmt.Errorf("cache: %w", err)
 			}
@@ -171,7 +176,7 @@ func (t timeoutUpstream) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, 
 	return t.Upstream.Exchange(ctx, req)
 }
 
-func cacheConfig(c config.Cache) cache.Config {
+func cacheConfig(c config.Cache, log *slog.Logger) (cache.Config, error) {
 	cc := cache.Config{
 		MaxEntries:           c.Size,
 		MaxBytes:             c.Bytes,
@@ -186,7 +191,26 @@ func cacheConfig(c config.Cache) cache.Config {
 	if c.DisablePrefetch {
 		cc.PrefetchHits = -1
 	}
-	return cc
+	if r := c.Redis; r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil {
+			return cc, fmt.Errorf("cache.redis.url: %w", err)
+		}
+		if r.PasswordEnv != "" {
+			pw, ok := os.LookupEnv(r.PasswordEnv)
+			if !ok {
+				return cc, fmt.Errorf("cache.redis.password_env: $%s is not set", r.PasswordEnv)
+			}
+			u.User = url.UserPassword(u.User.Username(), pw)
+		}
+		cc.Redis = &cache.RedisConfig{
+			URL:     u.String(),
+			Prefix:  r.Prefix,
+			Timeout: r.Timeout.D(),
+			Logger:  log.With("component", "cache"),
+		}
+	}
+	return cc, nil
 }
 
 func localZones(zs []config.LocalZone) []resolver.LocalZone {
@@ -251,9 +275,9 @@ func (g *generation) closeGroups() {
 	_ = errors.Join(errs...)
 }
 
-// closeCache closes c if it holds resources (a Redis client, say).
+// closeCache closes c's Redis connection, if any.
 func closeCache(c *cache.Cache) {
-	if cl, ok := any(c).(io.Closer); ok && c != nil {
-		cl.Close()
+	if c != nil {
+		c.Close()
 	}
 }

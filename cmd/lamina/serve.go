@@ -63,6 +63,11 @@ type app struct {
 }
 
 func (a *app) run(cfg *config.Config) int {
+	// Signals are caught from the start: a SIGHUP during startup must not
+	// kill the process, and a SIGTERM then is handled once serving.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	log := newLogger(cfg.Logging, a.stderr, &a.lv)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -109,9 +114,6 @@ func (a *app) run(cfg *config.Config) int {
 	a.ready.Store(true)
 	log.Info("lamina serving", "version", versionString(), "config", cmpName(cfg.File()))
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case s := <-sigs:
