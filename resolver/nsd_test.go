@@ -1,12 +1,6 @@
 package resolver
 
 import (
-	"fmt"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,81 +10,8 @@ import (
 	"github.com/laminadns/lamina/upstream"
 )
 
-// nsd is a real NSD on 127.0.0.1 serving the given zones (origin → records).
-type nsd struct {
-	addr netip.AddrPort
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startNSD(t *testing.T, zones map[string]string) *nsd {
-	t.Helper()
-	bin := testenv.Tool(t, "nsd")
-	dir := t.TempDir()
-	path := func(name string) string { return filepath.Join(dir, name) }
-	n := &nsd{addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testenv.FreePort(t)))}
-	conf := fmt.Sprintf(`server:
-  ip-address: 127.0.0.1
-  port: %d
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: %q
-  database: ""
-  zonelistfile: %q
-  xfrdfile: %q
-  xfrdir: %q
-  pidfile: %q
-  logfile: %q
-remote-control:
-  control-enable: no
-`, n.addr.Port(), dir, path("zone.list"), path("xfrd.state"), dir, path("nsd.pid"), path("nsd.log"))
-	for origin, records := range zones {
-		body := fmt.Sprintf("$ORIGIN %s\n$TTL 300\n@ SOA ns admin 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n%s", origin, records)
-		if err := os.WriteFile(path(origin+"zone"), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		conf += fmt.Sprintf("zone:\n  name: %s\n  zonefile: %szone\n", origin, origin)
-	}
-	if err := os.WriteFile(path("nsd.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd = exec.Command(bin, "-d", "-c", path("nsd.conf"))
-	n.cmd.Stderr = os.Stderr
-	// NSD forks its server and xfrd processes: a process group stops them all.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.done = make(chan struct{})
-	go func() { n.cmd.Wait(); close(n.done) }()
-	t.Cleanup(n.stop)
-	c := &dns.Client{Timeout: 100 * time.Millisecond}
-	probe := new(dns.Msg)
-	for origin := range zones {
-		probe.SetQuestion(origin, dns.TypeSOA)
-	}
-	for range 100 {
-		if _, _, err := c.Exchange(probe, n.addr.String()); err == nil {
-			return n
-		}
-		select {
-		case <-n.done:
-			log, _ := os.ReadFile(path("nsd.log"))
-			t.Fatalf("nsd exited: %s", log)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatal("nsd did not answer within 10 s")
-	return nil
-}
-
-func (n *nsd) stop() {
-	if n.cmd != nil {
-		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.done
-		n.cmd = nil
-	}
+func startNSD(t *testing.T, zones map[string]string) *testenv.NSD {
+	return testenv.StartNSD(t, testenv.NSDConfig{Zones: zones})
 }
 
 func nsdGroup(t *testing.T, rawURL string) upstream.Upstream {
@@ -120,8 +41,8 @@ func TestSplitHorizonNSD(t *testing.T) {
 	c := newMemCache()
 	r := mustNew(t, Config{
 		Routes: []Route{
-			{Zone: "Corp.Example", Upstream: nsdGroup(t, "udp://"+inside.addr.String())},
-			{Zone: ".", Upstream: nsdGroup(t, "tcp://"+outside.addr.String())},
+			{Zone: "Corp.Example", Upstream: nsdGroup(t, "udp://"+inside.Addr.String())},
+			{Zone: ".", Upstream: nsdGroup(t, "tcp://"+outside.Addr.String())},
 		},
 		Cache: c,
 	})
@@ -166,7 +87,7 @@ func TestSplitHorizonNSD(t *testing.T) {
 	}
 
 	// The inside server goes away: uncached names get SERVFAIL saying why.
-	inside.stop()
+	inside.Stop()
 	resp := serve(t, r, query("other.corp.example.", dns.TypeA))
 	code, _ := ede(resp)
 	if resp.Rcode != dns.RcodeServerFailure ||
