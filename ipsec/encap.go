@@ -61,9 +61,19 @@ func (t *Tunnel) receive(p []byte) {
 			t.c.unknownSPI.Add(1)
 			return
 		}
-		inner, _, err := sa.Open(p)
+		inner, nh, err := sa.Open(p)
 		if err != nil {
 			return // counted by the SA
+		}
+		// Tunnel mode carries only IP (RFC 4303 §2.6); the version must
+		// agree with the next header.
+		if len(inner) == 0 {
+			t.c.injectErrs.Add(1)
+			return
+		}
+		if v := inner[0] >> 4; !(nh == esp.NextHeaderIPv4 && v == 4) && !(nh == esp.NextHeaderIPv6 && v == 6) {
+			t.c.injectErrs.Add(1)
+			return
 		}
 		// RFC 4301 §5.2: the inner source must match the SA's selectors.
 		if src, ok := ipAddr(inner, false); !ok || !t.allowed(src) {

@@ -1,6 +1,11 @@
 package ipsec
 
-import "github.com/laminadns/lamina/ipsec/esp"
+import (
+	"maps"
+	"slices"
+
+	"github.com/laminadns/lamina/ipsec/esp"
+)
 
 // Stats is a snapshot of a tunnel's counters, for the wiring to export as
 // metrics. Counters only grow: SAs removed by a rekey stay in In and Out.
@@ -22,7 +27,7 @@ type Stats struct {
 	PolicyDrops                        uint64 // outside the traffic selectors
 	QueueDrops                         uint64 // netstack outbound queue full
 	SendErrors, RecvErrors             uint64 // socket errors
-	InjectErrors                       uint64 // decrypted packet not IP
+	InjectErrors                       uint64 // decrypted payload not IPv4/IPv6 as labelled
 }
 
 // Stats returns the counters.
@@ -44,8 +49,9 @@ func (t *Tunnel) Stats() Stats {
 		s.SAs = append(s.SAs, st)
 		addStats(&s.Out, st)
 	}
-	for _, sa := range *t.in.Load() {
-		st := sa.Stats()
+	in := *t.in.Load()
+	for _, spi := range slices.Sorted(maps.Keys(in)) {
+		st := in[spi].Stats()
 		s.SAs = append(s.SAs, st)
 		addStats(&s.In, st)
 	}
