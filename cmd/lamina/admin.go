@@ -63,6 +63,9 @@ func newCacheCollector(h *swapHandler) *cacheCollector {
 		"evictions":  d("lamina_cache_evictions_total", "Entries evicted by the entry or byte bound."),
 		"entries":    d("lamina_cache_entries", "Entries in the cache."),
 		"bytes":      d("lamina_cache_bytes", "Bytes accounted to cache entries."),
+		"redis_hits": d("lamina_cache_redis_hits_total", "Answers found in the shared Redis level after a local miss."),
+		"redis_miss": d("lamina_cache_redis_misses_total", "Redis lookups that found nothing."),
+		"redis_fail": d("lamina_cache_redis_failures_total", "Redis operations that failed, timed out or were skipped while it was down (local-only fallbacks)."),
 	}}
 }
 
@@ -86,6 +89,9 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("stale", st.Stale)
 	counter("prefetches", st.Prefetches)
 	counter("evictions", st.Evictions)
+	counter("redis_hits", st.RedisHits)
+	counter("redis_miss", st.RedisMisses)
+	counter("redis_fail", st.RedisFailures)
 	ch <- prometheus.MustNewConstMetric(c.descs["entries"], prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(c.descs["bytes"], prometheus.GaugeValue, float64(st.Bytes))
 }

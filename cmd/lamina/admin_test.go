@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/laminadns/lamina/internal/testenv"
 )
 
 // TestDefaultConfigNoFlags runs `lamina serve` exactly as a newcomer would,
@@ -190,4 +192,100 @@ logging: {format: json, query_log: true, log_client_ip: %v}
 			}
 		})
 	}
+}
+
+// TestSharedRedisCache runs two instances over one Redis: a name resolved
+// through the first is answered by the second from Redis, with no upstream
+// exchange of its own; a flush on one reaches the other.
+func TestSharedRedisCache(t *testing.T) {
+	t.Parallel()
+	redisBin := testenv.Tool(t, "redis-server")
+	rport := testenv.FreePort(t)
+	redis := exec.Command(redisBin, "--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := redis.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { redis.Process.Kill(); redis.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", rport))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatal("redis-server not listening")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	auth := startNSD(t, map[string]string{"shared.test.": "* IN A 10.0.0.42\n"})
+	start := func() *proc {
+		addr := freeAddr(t)
+		cfg := writeConfig(t, fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+upstream_groups: [{name: g, upstreams: ["udp://%s"]}]
+routes: [{zone: ., group: g}]
+cache: {redis: {url: "redis://127.0.0.1:%d/0", prefix: "%s:"}}
+`, addr, auth.addr, rport, t.Name()))
+		return startLamina(t, addr, "-config", cfg)
+	}
+	a, b := start(), start()
+	exchanges := func(p *proc) string {
+		m := regexp.MustCompile(`lamina_upstream_exchanges_total\{[^}]*\} (\S+)`).FindStringSubmatch(p.metrics(t))
+		if m == nil {
+			return "0"
+		}
+		return m[1]
+	}
+	if r := mustExchange(t, a.dns, "udp", "www.shared.test", dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("instance A: %v", r)
+	}
+	// Redis writes may trail the answer: wait until the key is there.
+	deadline := time.Now().Add(3 * time.Second)
+	for redisKeys(t, rport) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("instance A stored nothing in Redis")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := mustExchange(t, b.dns, "udp", "www.shared.test", dns.TypeA)
+	if len(r.Answer) != 1 {
+		t.Fatalf("instance B: %v", r)
+	}
+	if got := exchanges(b); got != "0" {
+		t.Errorf("instance B made %s upstream exchanges, want 0 (answered from Redis)", got)
+	}
+	if !regexp.MustCompile(`lamina_cache_redis_hits_total [1-9]`).MatchString(b.metrics(t)) {
+		t.Error("instance B counted no Redis hit")
+	}
+
+	if code, body := post(t, "http://"+b.admin+"/cache/flush?name=www.shared.test"); code != 200 {
+		t.Fatalf("flush on B: %d %s", code, body)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for cacheEntries(t, a) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a flush on instance B did not reach instance A")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// redisKeys asks Redis for DBSIZE over its text protocol.
+func redisKeys(t *testing.T, port int) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("*1\r\n$6\r\nDBSIZE\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || n < 4 || buf[0] != ':' {
+		t.Fatalf("DBSIZE: %q %v", buf[:n], err)
+	}
+	return atoi(strings.TrimSpace(string(buf[1:n])))
 }
