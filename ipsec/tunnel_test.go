@@ -147,3 +147,11 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatal("SendIKE after Close succeeded")
 	}
 }
+
+// network has upstream.Network's method set (ipsec may not import upstream).
+type network interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+	ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error)
+}
+
+var _ network = (*Tunnel)(nil)
