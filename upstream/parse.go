@@ -1,12 +1,14 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +43,29 @@ type Options struct {
 	// Metrics records exchanges under the upstream's URL; nil records
 	// nothing.
 	Metrics *Metrics
+
+	// TLS settings of tls://, https://, h3:// and quic:// upstreams.
+	// TLSConfig is cloned (nil: system roots); ServerName overrides the name
+	// verified and sent as SNI (default: the URL's host, an IP literal
+	// verifying the certificate's IP SANs); CAFile replaces the roots with
+	// a PEM file; PinSHA256 additionally requires a certificate of the
+	// chain to have one of these base64 SHA-256 SPKI digests ([SPKIPin]).
+	TLSConfig  *tls.Config
+	ServerName string
+	CAFile     string
+	PinSHA256  []string
+
+	// ECHConfigList is the server's ECHConfigList; when empty and ECH is not
+	// off it is looked up through Bootstrap (SVCB/HTTPS records). ECH picks
+	// the policy; the zero value is opportunistic.
+	ECHConfigList []byte
+	ECH           ECHPolicy
+
+	// A URL host that is a name is resolved through Bootstrap (plain DNS
+	// upstreams, never the upstream itself) and re-resolved on TTL expiry,
+	// or replaced by the fixed IPs.
+	Bootstrap Upstream
+	IPs       []netip.Addr
 }
 
 func (o Options) withDefaults() Options {
@@ -73,37 +98,63 @@ func (o Options) withDefaults() Options {
 
 // Parse builds the upstream a URL names:
 //
-//	udp://192.0.2.53[:53]   plain DNS over UDP, retried over TCP on TC
-//	tcp://[2001:db8::53]:53 plain DNS over pipelined TCP
+//	udp://192.0.2.53[:53]           plain DNS over UDP, retried over TCP on TC
+//	tcp://[2001:db8::53]:53         plain DNS over pipelined TCP
+//	tls://dns.example[:853]         DNS over TLS (RFC 7858)
+//	https://dns.example[:443]/path  DNS over HTTPS, h2 or HTTP/1.1 (RFC 8484)
+//	h3://dns.example[:443]/path     DNS over HTTPS over HTTP/3
+//	quic://dns.example[:853]        DNS over QUIC (RFC 9250)
 //
-// The host must be an IP literal; the port defaults to 53. The URL may carry
-// no path, query, fragment or user info, so a typo is an error rather than
-// silently ignored. The upstream's String is the URL in canonical form.
+// udp:// and tcp:// take IP literals only; the others also take a hostname
+// when Options has Bootstrap or IPs. The port defaults as shown; DoH paths
+// default to /dns-query. Anything a scheme does not use (a path on tls://,
+// user info, a fragment) is an error rather than silently ignored. The
+// upstream's String is the URL in canonical form.
 func Parse(rawURL string, opts Options) (Upstream, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", rawURL, err)
 	}
 	switch u.Scheme {
-	case "udp", "tcp":
+	case "https":
+		return NewDoH(rawURL, opts)
+	case "h3":
+		return NewDoH3(rawURL, opts)
+	case "udp", "tcp", "tls", "quic":
 	case "":
-		return nil, fmt.Errorf("upstream %q: missing scheme (udp://, tcp://)", rawURL)
+		return nil, fmt.Errorf("upstream %q: missing scheme (udp, tcp, tls, https, h3, quic)", rawURL)
 	default:
 		return nil, fmt.Errorf("upstream %q: scheme %q: %w", rawURL, u.Scheme, ErrUnsupported)
 	}
 	if u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("upstream %q: only %s://host[:port] is allowed", rawURL, u.Scheme)
 	}
+	switch u.Scheme {
+	case "tls", "quic":
+		if u.Hostname() == "" {
+			return nil, fmt.Errorf("upstream %q: missing host", rawURL)
+		}
+		port := u.Port()
+		if port == "" {
+			if strings.HasSuffix(u.Host, ":") {
+				return nil, fmt.Errorf("upstream %q: empty port", rawURL)
+			}
+			port = "853"
+		}
+		hp := net.JoinHostPort(u.Hostname(), port)
+		if u.Scheme == "tls" {
+			return NewDoT(hp, opts)
+		}
+		return NewDoQ(hp, opts)
+	}
 	addr, err := hostPort(u, 53)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", rawURL, err)
 	}
-	switch u.Scheme {
-	case "udp":
+	if u.Scheme == "udp" {
 		return NewUDP(addr, opts), nil
-	default:
-		return NewTCP(addr, opts), nil
 	}
+	return NewTCP(addr, opts), nil
 }
 
 // hostPort extracts an IP literal and port from u, applying defPort.

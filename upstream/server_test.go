@@ -81,8 +81,24 @@ func (s *testServer) Close() {
 }
 
 func (s *testServer) serve(w dns.ResponseWriter, req *dns.Msg) {
-	s.queries.Add(1)
 	udp := w.LocalAddr().Network() == "udp"
+	if udp && strings.EqualFold(req.Question[0].Name, "mismatch.test.") {
+		bad := s.reply(req, false)
+		bad.Id ^= 0x5a5a
+		w.WriteMsg(bad)
+		bad = s.reply(req, false)
+		bad.Question[0].Name = "other.test."
+		w.WriteMsg(bad)
+		w.Write([]byte{1, 2, 3})
+	}
+	if resp := s.reply(req, udp); resp != nil {
+		w.WriteMsg(resp)
+	}
+}
+
+// reply computes the answer to req, nil for none; see testServer.
+func (s *testServer) reply(req *dns.Msg, udp bool) *dns.Msg {
+	s.queries.Add(1)
 	q := req.Question[0]
 	resp := new(dns.Msg)
 	resp.SetReply(req)
@@ -90,17 +106,10 @@ func (s *testServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	switch {
 	case name == "slow.test.":
 		<-s.stop
-		return
+		return nil
 	case name == "servfail.test.":
 		resp.Rcode = dns.RcodeServerFailure
-	case name == "mismatch.test." && udp:
-		bad := resp.Copy()
-		bad.Id ^= 0x5a5a
-		w.WriteMsg(bad)
-		bad = resp.Copy()
-		bad.Question[0].Name = "other.test."
-		w.WriteMsg(bad)
-		w.Write([]byte{1, 2, 3})
+	case name == "mismatch.test.":
 		resp.Answer = append(resp.Answer, testA(q.Name, "192.0.2.7"))
 	case name == "tc.test." && udp:
 		resp.Truncated = true
@@ -117,7 +126,7 @@ func (s *testServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	default:
 		resp.Answer = append(resp.Answer, testA(q.Name, "192.0.2.1"))
 	}
-	w.WriteMsg(resp)
+	return resp
 }
 
 func indexIP(n int) string {
