@@ -185,6 +185,13 @@ func TestAppendWireAppendsAndDeclines(t *testing.T) {
 
 	withCookie := query("example.com.", dns.TypeA, true, false)
 	withCookie.IsEdns0().Option = append(withCookie.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+	if m, fr := wireGet(t, c, withCookie, 512); fr != resolver.Fresh || len(m.IsEdns0().Option) != 0 {
+		t.Errorf("client cookie: %v %v, want a hit that ignores it", fr, m)
+	}
+	badCookie := query("example.com.", dns.TypeA, true, false)
+	badCookie.IsEdns0().Option = append(badCookie.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "01020304"})
+	padded := query("example.com.", dns.TypeA, true, false)
+	padded.IsEdns0().Option = append(padded.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 8)})
 	badVers := query("example.com.", dns.TypeA, true, false)
 	badVers.IsEdns0().SetVersion(1)
 	resp := req.Copy()
@@ -194,7 +201,6 @@ func TestAppendWireAppendsAndDeclines(t *testing.T) {
 	notify := req.Copy()
 	notify.Opcode = dns.OpcodeNotify
 	for name, q := range map[string]*dns.Msg{
-		"EDNS option":   withCookie,
 		"EDNS version":  badVers,
 		"QR set":        resp,
 		"two questions": twoQ,

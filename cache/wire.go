@@ -29,6 +29,7 @@ const (
 	edeLen      = 6    // option code, length, INFO-CODE (no EXTRA-TEXT)
 	edeOption   = 15   // RFC 8914 option code
 	edeStale    = 3    // RFC 8914 §4.4 Stale Answer
+	optCookie   = 10   // RFC 7873
 )
 
 // wireQuery is what the hit path learns from a raw query.
@@ -39,8 +40,10 @@ type wireQuery struct {
 }
 
 // parseQuery accepts a plain query: one question with an uncompressed name,
-// nothing else but an optional OPT of EDNS version 0 without options. Options
-// such as cookies or padding need the slow path, so such queries are refused.
+// nothing else but an optional OPT of EDNS version 0. The only option it
+// accepts is a well-formed client COOKIE, which Lamina ignores like a server
+// without cookie support (RFC 7873 §5.2.1) on both paths; any other option
+// (padding, ECS, …) needs the slow path, so such queries are refused.
 func parseQuery(raw []byte) (q wireQuery, ok bool) {
 	if len(raw) < headerLen+5 {
 		return q, false
@@ -74,17 +77,34 @@ func parseQuery(raw []byte) (q wireQuery, ok bool) {
 	q.qclass = binary.BigEndian.Uint16(raw[off+2:])
 	off += 4
 	if binary.BigEndian.Uint16(raw[10:]) == 1 {
-		if off+optLen != len(raw) || raw[off] != 0 ||
+		if off+optLen > len(raw) || raw[off] != 0 ||
 			binary.BigEndian.Uint16(raw[off+1:]) != typeOPT ||
 			raw[off+6] != 0 || // EDNS version 0 only; BADVERS is the slow path's
-			binary.BigEndian.Uint16(raw[off+9:]) != 0 { // no options
+			off+optLen+int(binary.BigEndian.Uint16(raw[off+9:])) != len(raw) ||
+			!onlyCookies(raw[off+optLen:]) {
 			return q, false
 		}
 		q.edns = true
 		q.do = raw[off+7]&0x80 != 0
-		off += optLen
+		off = len(raw)
 	}
 	return q, off == len(raw)
+}
+
+// onlyCookies reports whether the OPT RDATA holds nothing but client
+// cookies of RFC 7873 §4's lengths (8, or 16 to 40 with a server cookie).
+func onlyCookies(opts []byte) bool {
+	for len(opts) > 0 {
+		if len(opts) < 4 {
+			return false
+		}
+		code, n := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if code != optCookie || n != 8 && (n < 16 || n > 40) || 4+n > len(opts) {
+			return false
+		}
+		opts = opts[4+n:]
+	}
+	return true
 }
 
 // appendKey appends the cache key: the lower-cased wire name, type, class and
