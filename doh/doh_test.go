@@ -90,7 +90,7 @@ func TestJSON(t *testing.T) {
 	e := start(t, false, Config{})
 	c := e.h2Client(t, nil)
 	for _, tc := range []struct {
-		path, accept string
+		path, accept  string
 		status, rcode int
 		ct            string
 	}{
