@@ -8,7 +8,9 @@ import (
 // Config holds the cache's settings. The zero value is a usable cache with the
 // defaults documented on each field; New validates it once.
 type Config struct {
-	// MaxEntries bounds the number of cached answers; 0 means 100,000.
+	// MaxEntries bounds the number of cached answers; 0 means 100,000. From
+	// 4096 up the cache is split into 16 shards (one lock each) of
+	// MaxEntries/16, so eviction may start a little below the bound.
 	MaxEntries int
 
 	// MaxBytes bounds the memory the entries account for (packed answer plus a

@@ -85,6 +85,10 @@ func FuzzAppendWire(f *testing.F) {
 		b, _ := q.Pack()
 		f.Add(b)
 	}
+	cookie := query("a.example.", dns.TypeA, true, false)
+	cookie.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+	b, _ := cookie.Pack()
+	f.Add(b)
 	f.Add([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1})
 	c, _ := newCache(f, Config{})
 	for _, do := range []bool{false, true} {
