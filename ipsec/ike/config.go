@@ -115,6 +115,10 @@ type Config struct {
 	// PFS, when set, runs a KE with this group in CHILD_SA rekeys; it must
 	// be in ESPProposals' Groups (or those are taken to be just this group).
 	PFS uint16
+	// FragmentSize is the largest IKE message we send unfragmented once
+	// the gateway supports RFC 7383 fragmentation (zero: 1248, which with
+	// the non-ESP marker, UDP and IPv4 headers makes 1280-byte packets).
+	FragmentSize int
 	// DPDDelay is the silence after which we probe the gateway with an
 	// empty INFORMATIONAL (zero: 30 s; negative: never).
 	DPDDelay time.Duration

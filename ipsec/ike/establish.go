@@ -69,13 +69,14 @@ func (s *Session) ikeSAInit(ctx context.Context) (*initResult, error) {
 			&wire.Nonce{Data: ni},
 			&wire.Notify{NotifyType: wire.NotifyNATDSourceIP, Data: natHash(s.ike.spiI, 0, fakeSrc)},
 			&wire.Notify{NotifyType: wire.NotifyNATDDestinationIP, Data: natHash(s.ike.spiI, 0, s.cfg.RemoteAddr)},
+			&wire.Notify{NotifyType: wire.NotifyFragmentationOK},
 		)
 		m := &wire.Message{Header: s.header(wire.IKESAInit, 0, false), Payloads: ps}
 		req, err := m.Marshal()
 		if err != nil {
 			return nil, err
 		}
-		r, err := s.roundTrip(ctx, req, wire.IKESAInit, 0, false)
+		r, err := s.roundTrip(ctx, [][]byte{req}, wire.IKESAInit, 0, false)
 		if err != nil {
 			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
 		}
@@ -146,6 +147,7 @@ func (s *Session) finishInit(r *response, k kex, req, ni []byte) (*initResult, e
 	}
 	s.ike.spiR = r.msg.SPIr
 	s.ike.suite = st
+	s.ike.frag = findNotify(r.payloads, wire.NotifyFragmentationOK) != nil
 	p, _ := newPRF(st.prf)
 	skeyseed := p.sum(append(append([]byte(nil), ni...), nr...), gir)
 	if s.ike.keys, err = deriveIKE(st, skeyseed, ni, nr, s.ike.spiI, s.ike.spiR, true, s.rand); err != nil {
@@ -202,7 +204,7 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 	inSPI := s.newSPI32()
 	tsi, tsr := s.trafficSelectors()
 	ps = append(ps, saPayload(wire.ProtoESP, binary.BigEndian.AppendUint32(nil, inSPI), s.cfg.ESPProposals, false), tsi, tsr)
-	req, err := sealMessage(s.header(wire.IKEAuth, 1, false), ps, k.out)
+	req, err := s.seal(s.ike, s.header(wire.IKEAuth, 1, false), ps)
 	if err != nil {
 		return err
 	}

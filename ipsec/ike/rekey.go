@@ -296,7 +296,7 @@ func (s *Session) onIKERekey(r createReq) ([]wire.Payload, func() error) {
 	}
 	prop.SPI = binary.BigEndian.AppendUint64(nil, spiR)
 	resp := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{prop}}, &wire.Nonce{Data: nr}, &wire.KE{Group: r.ke.Group, Data: k.public()}}
-	next := &ikeSA{spiI: spiI, spiR: spiR, weInit: false, suite: st, keys: keys}
+	next := &ikeSA{spiI: spiI, spiR: spiR, weInit: false, suite: st, keys: keys, frag: s.ike.frag}
 	return resp, func() error {
 		s.oldIKE, s.ike = s.ike, next
 		s.log.Info("gateway rekeyed the IKE SA", "group", st.group)
@@ -344,7 +344,7 @@ func (s *Session) rekeyChild(ctx context.Context, old *child) error {
 		}
 		ps = append(ps, &wire.TS{Selectors: old.sa.Local}, &wire.TS{Responder: true, Selectors: old.sa.Remote})
 		id := s.ike.nextOut
-		req, err := sealMessage(s.header(wire.CreateChildSA, id, false), ps, s.ike.keys.out)
+		req, err := s.seal(s.ike, s.header(wire.CreateChildSA, id, false), ps)
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,7 @@ func (s *Session) inbound(raw []byte) error {
 // probe) and waits for the answer.
 func (s *Session) informational(ctx context.Context, ps []wire.Payload) error {
 	id := s.ike.nextOut
-	req, err := sealMessage(s.header(wire.Informational, id, false), ps, s.ike.keys.out)
+	req, err := s.seal(s.ike, s.header(wire.Informational, id, false), ps)
 	if err != nil {
 		return err
 	}
@@ -146,13 +146,16 @@ func (s *Session) dropChildren() {
 // exactly once; a retransmission gets our cached response again).
 func (s *Session) handleRequest(sa *ikeSA, raw []byte, m *wire.Message) error {
 	if sa.lastResp != nil && m.MessageID+1 == sa.nextIn {
-		return s.conn.Send(sa.lastResp)
+		if f, ok := m.Payloads[len(m.Payloads)-1].(*wire.Fragment); !ok || f.Number == 1 {
+			s.send(sa.lastResp) // once per retransmitted request, not per fragment
+		}
+		return nil
 	}
 	if m.MessageID != sa.nextIn {
 		return fmt.Errorf("request with message ID %d, expected %d", m.MessageID, sa.nextIn)
 	}
-	ps, err := openMessage(raw, m, sa.keys.in)
-	if err != nil {
+	ps, complete, err := s.open(sa, raw, m)
+	if err != nil || !complete {
 		return err
 	}
 	s.lastRecvNow()
@@ -166,15 +169,13 @@ func (s *Session) handleRequest(sa *ikeSA, raw []byte, m *wire.Message) error {
 	default:
 		resp = []wire.Payload{&wire.Notify{NotifyType: wire.NotifyInvalidSyntax}}
 	}
-	out, err := sealMessage(sa.header(m.Exchange, m.MessageID, true), resp, sa.keys.out)
+	out, err := s.seal(sa, sa.header(m.Exchange, m.MessageID, true), resp)
 	if err != nil {
 		return err
 	}
 	sa.lastResp = out
 	sa.nextIn++
-	if err := s.conn.Send(out); err != nil {
-		s.log.Debug("sending response", "err", err)
-	}
+	s.send(out)
 	if after != nil {
 		return after()
 	}

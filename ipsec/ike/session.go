@@ -48,9 +48,11 @@ type ikeSA struct {
 	weInit     bool // we hold SPIi (false after a gateway-initiated rekey)
 	suite      suite
 	keys       *ikeKeys
-	nextOut    uint32 // message ID of our next request
-	nextIn     uint32 // message ID of the gateway's next request
-	lastResp   []byte // our response to the gateway's request nextIn-1
+	nextOut    uint32   // message ID of our next request
+	nextIn     uint32   // message ID of the gateway's next request
+	lastResp   [][]byte // our response to the gateway's request nextIn-1
+	frag       bool     // RFC 7383 fragmentation negotiated
+	reasm      *reassembly
 }
 
 type child struct {
@@ -96,6 +98,9 @@ func Dial(ctx context.Context, conn Conn, keyer Keyer, cfg Config) (*Session, er
 	}
 	if cfg.ChildRekey == 0 {
 		cfg.ChildRekey = 50 * time.Minute
+	}
+	if cfg.FragmentSize == 0 {
+		cfg.FragmentSize = 1248
 	}
 	if cfg.DPDDelay == 0 {
 		cfg.DPDDelay = 30 * time.Second
@@ -236,12 +241,10 @@ type response struct {
 // resending the identical bytes with backoff (RFC 7296 §2.1). Gateway
 // requests arriving meanwhile are answered. encrypted=false is for
 // IKE_SA_INIT, whose response carries the SPIr we learn from it.
-func (s *Session) roundTrip(ctx context.Context, req []byte, exch uint8, id uint32, encrypted bool) (*response, error) {
+func (s *Session) roundTrip(ctx context.Context, req [][]byte, exch uint8, id uint32, encrypted bool) (*response, error) {
 	wait := s.cfg.RetransmitTimeout
 	for try := 0; try < s.cfg.RetransmitTries; try++ {
-		if err := s.conn.Send(req); err != nil {
-			s.log.Debug("sending", "err", err)
-		}
+		s.send(req)
 		t := time.NewTimer(wait)
 		for waiting := true; waiting; {
 			select {
@@ -290,8 +293,8 @@ func (s *Session) accept(raw []byte, exch uint8, id uint32, encrypted bool) (*re
 	if !encrypted {
 		return &response{raw: raw, msg: m, payloads: m.Payloads}, nil
 	}
-	ps, err := openMessage(raw, m, s.ike.keys.in)
-	if err != nil {
+	ps, complete, err := s.open(s.ike, raw, m)
+	if err != nil || !complete {
 		return nil, err
 	}
 	s.lastRecvNow()

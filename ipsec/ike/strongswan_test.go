@@ -402,3 +402,31 @@ func TestStrongSwanLiveness(t *testing.T) {
 		t.Fatal("session did not end after the gateway deleted the IKE SA")
 	}
 }
+
+// TestStrongSwanFragmentation: with tiny fragment sizes on both sides,
+// IKE_AUTH travels as RFC 7383 fragments each way, and so does a DELETE.
+func TestStrongSwanFragmentation(t *testing.T) {
+	g := gateway()
+	g.CharonExtra = "  fragment_size = 200\n"
+	lab := iketest.Start(t, g)
+	s, c, k, err := dial(t, lab, func(c *ike.Config) { c.FragmentSize = 120 })
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	log := lab.Log()
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "fragment") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(log, "reassembled fragmented IKE message") {
+		t.Error("gateway reassembled no fragments from us")
+	}
+	if !strings.Contains(log, "into 2 fragments") && !strings.Contains(log, "into 3 fragments") {
+		t.Error("gateway sent no fragments")
+	}
+	child := <-k.added
+	if a := queryThroughTunnel(t, c, child, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+		t.Fatalf("A record %v", a)
+	}
+}
