@@ -166,4 +166,3 @@ func TestUnboundIdleClose(t *testing.T) {
 		})
 	}
 }
-
