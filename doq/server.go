@@ -1,0 +1,348 @@
+package doq
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/resolver"
+)
+
+// RFC 9250 §4.3 error codes, sent as QUIC application (connection) or
+// stream error codes; untyped so that they serve as both.
+const (
+	NoError          = 0x0 // DOQ_NO_ERROR
+	InternalError    = 0x1 // DOQ_INTERNAL_ERROR
+	ProtocolError    = 0x2 // DOQ_PROTOCOL_ERROR
+	RequestCancelled = 0x3 // DOQ_REQUEST_CANCELLED
+	ExcessiveLoad    = 0x4 // DOQ_EXCESSIVE_LOAD
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout = 30 * time.Second
+	DefaultMaxStreams  = 100
+	DefaultReadTimeout = 2 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("doq: server closed")
+
+// Config configures a Server. The zero value of every field but Handler and
+// TLSConfig is valid.
+type Config struct {
+	// Handler answers queries. Required.
+	Handler resolver.Handler
+
+	// TLSConfig is typically tlsconf.Provider.ServerConfig(tlsconf.DoQ). It
+	// is cloned and its NextProtos set to "doq". Required.
+	TLSConfig *tls.Config
+
+	Listener string        // names the listener in resolver.Query.Listener
+	Logger   *slog.Logger  // nil: discard
+	Metrics  *do53.Metrics // nil: none
+
+	// QueryTimeout bounds each ServeDNS call; zero means
+	// do53.DefaultQueryTimeout.
+	QueryTimeout time.Duration
+
+	// IdleTimeout closes connections without traffic (QUIC max_idle_timeout);
+	// zero means 30 s.
+	IdleTimeout time.Duration
+
+	// ReadTimeout bounds the time a stream may take to deliver its query;
+	// zero means 2 s.
+	ReadTimeout time.Duration
+
+	// MaxStreams bounds concurrent queries per connection (the QUIC stream
+	// limit); zero means 100.
+	MaxStreams int
+
+	// MaxConns bounds open connections; more are closed with
+	// DOQ_EXCESSIVE_LOAD. Zero means do53.DefaultMaxConns.
+	MaxConns int
+
+	// Allow0RTT accepts queries in 0-RTT data (RFC 9250 §4.5); off by default.
+	Allow0RTT bool
+}
+
+// Server serves DoQ. It is safe for concurrent use.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	wire resolver.WireHandler
+	tls  *tls.Config
+	quic *quic.Config
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	lns    map[*quic.EarlyListener]struct{}
+	conns  map[*quic.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // connection goroutines
+}
+
+// New checks cfg and returns a Server; nothing listens until Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Handler == nil || cfg.TLSConfig == nil {
+		return nil, errors.New("doq: Config.Handler and Config.TLSConfig are required")
+	}
+	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 || cfg.MaxStreams < 0 || cfg.MaxConns < 0 {
+		return nil, errors.New("doq: negative timeout or limit")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.QueryTimeout, do53.DefaultQueryTimeout)
+	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	def(&cfg.ReadTimeout, DefaultReadTimeout)
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = do53.DefaultMaxConns
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doq", "listener", cfg.Listener),
+		lns: map[*quic.EarlyListener]struct{}{}, conns: map[*quic.Conn]struct{}{}}
+	s.wire, _ = cfg.Handler.(resolver.WireHandler)
+	s.tls = cfg.TLSConfig.Clone()
+	s.tls.NextProtos = []string{"doq"}
+	s.quic = &quic.Config{
+		MaxIdleTimeout:        cfg.IdleTimeout,
+		MaxIncomingStreams:    int64(cfg.MaxStreams),
+		MaxIncomingUniStreams: -1, // RFC 9250 §4.2: DoQ uses no unidirectional streams
+		Allow0RTT:             cfg.Allow0RTT,
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Serve accepts DoQ connections on pc until Shutdown or Close, then returns
+// ErrServerClosed. pc is not closed by the Server.
+func (s *Server) Serve(pc net.PacketConn) error {
+	ln, err := quic.ListenEarly(pc, s.tls, s.quic)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	s.log.Info("serving DoQ", "addr", pc.LocalAddr().String())
+	for {
+		c, err := ln.Accept(s.ctx)
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			delete(s.lns, ln)
+			s.mu.Unlock()
+			ln.Close()
+			if closed {
+				return ErrServerClosed
+			}
+			return err
+		}
+		if !s.track(c) {
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+// track admits c unless the server is closing or full.
+func (s *Server) track(c *quic.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.CloseWithError(NoError, "")
+		return false
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropOverload)
+		// Application error codes travel only in 1-RTT packets (RFC 9000
+		// §10.2.3), and the early listener hands out connections before
+		// the handshake ends: wait for it, so the client sees the code.
+		go func() {
+			select {
+			case <-c.HandshakeComplete():
+			case <-c.Context().Done():
+			case <-s.ctx.Done():
+			}
+			c.CloseWithError(ExcessiveLoad, "too many connections")
+		}()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.cfg.Metrics.ConnOpened(resolver.QUIC)
+	return true
+}
+
+// serveConn accepts streams until the connection ends; each stream is one
+// query, answered concurrently (the stream limit bounds how many).
+func (s *Server) serveConn(c *quic.Conn) {
+	defer s.wg.Done()
+	var streams sync.WaitGroup
+	defer func() {
+		streams.Wait()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.cfg.Metrics.ConnClosed(resolver.QUIC)
+	}()
+	base := resolver.Query{Transport: resolver.QUIC, Listener: s.cfg.Listener, MaxSize: 65535}
+	base.Client, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	base.Local, _ = netip.ParseAddrPort(c.LocalAddr().String())
+	for {
+		st, err := c.AcceptStream(s.ctx)
+		if err != nil {
+			return
+		}
+		streams.Add(1)
+		go func() {
+			defer streams.Done()
+			s.serveStream(c, st, base)
+		}()
+	}
+}
+
+// serveStream reads one length-prefixed query, answers it and closes the
+// stream (RFC 9250 §4.2).
+func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
+	start := time.Now()
+	st.SetReadDeadline(start.Add(s.cfg.ReadTimeout))
+	var hdr [2]byte
+	if _, err := io.ReadFull(st, hdr[:]); err != nil {
+		s.streamReadFailed(c, st, err)
+		return
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(st, raw); err != nil {
+		s.streamReadFailed(c, st, err)
+		return
+	}
+	req, early, err := do53.ParseQuery(raw)
+	switch {
+	case err != nil:
+		s.protocolError(c, "not a DNS query")
+		return
+	case raw[0] != 0 || raw[1] != 0:
+		// RFC 9250 §4.2.1: a non-zero Message ID is a protocol error that
+		// closes the connection.
+		s.protocolError(c, "non-zero message ID")
+		return
+	}
+	// The state is read per stream: with 0-RTT the first streams can
+	// arrive before the handshake completes.
+	cs := c.ConnectionState().TLS
+	q.TLS = &resolver.TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, ServerName: cs.ServerName,
+		ALPN: cs.NegotiatedProtocol, ECHAccepted: cs.ECHAccepted, Resumed: cs.DidResume}
+	wire, ok := s.answer(st.Context(), &q, raw, req, early, start)
+	if !ok {
+		st.CancelRead(RequestCancelled)
+		st.CancelWrite(RequestCancelled)
+		return
+	}
+	st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	out := make([]byte, 2+len(wire))
+	binary.BigEndian.PutUint16(out, uint16(len(wire)))
+	copy(out[2:], wire)
+	if _, err := st.Write(out); err != nil {
+		st.CancelRead(RequestCancelled)
+		return
+	}
+	st.Close() // FIN after the response
+	// A client that sent more than one message on the stream gets no more
+	// answers; stop it sending.
+	st.CancelRead(NoError)
+}
+
+// streamReadFailed handles a stream that did not deliver a whole query: a
+// FIN mid-message is a protocol error (RFC 9250 §4.3.3); a reset by the
+// client or our read timeout only ends the stream.
+func (s *Server) streamReadFailed(c *quic.Conn, st *quic.Stream, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		s.protocolError(c, "stream ended inside a message")
+		return
+	}
+	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
+	st.CancelRead(RequestCancelled)
+	st.CancelWrite(RequestCancelled)
+}
+
+func (s *Server) protocolError(c *quic.Conn, why string) {
+	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
+	s.log.Debug("closing connection", "reason", why)
+	c.CloseWithError(ProtocolError, why)
+}
+
+// Shutdown stops accepting connections and streams, then waits for streams
+// in progress to be answered or for ctx to end; remaining connections are
+// closed with DOQ_NO_ERROR.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.cancel() // stops Accept and AcceptStream; answering streams finish
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.closeConns()
+	<-done
+	return err
+}
+
+// Close closes listeners and connections at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.closeConns()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.CloseWithError(NoError, "")
+	}
+}
