@@ -52,9 +52,6 @@ type Listener struct {
 	// if there is one, else loopback and private ranges allowed, the rest
 	// REFUSED (with EDE 18 Prohibited).
 	ACL string `yaml:"acl"`
-	// CertFile and KeyFile override tls.cert_file/key_file for this listener.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
 
 	// Parsed is URL decoded; set by validation.
 	Parsed ListenURL `yaml:"-"`
@@ -215,8 +212,9 @@ type TLS struct {
 	// are generated in StateDir.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	// StateDir keeps generated certificates and ECH keys. Empty: "lamina-state"
-	// next to the config file (or in the working directory).
+	// StateDir keeps generated certificates and ECH keys. Empty:
+	// "lamina-state" next to the config file, or in the working directory
+	// for the built-in config and flags.
 	StateDir string `yaml:"state_dir"`
 	// MinVersion is "1.3" or "1.2" (DoT and DoH only). Empty: 1.3.
 	MinVersion string `yaml:"min_version"`
@@ -234,10 +232,15 @@ type ECH struct {
 	Disable bool `yaml:"disable"`
 	// PublicName is the outer SNI clients show. Empty: ECH off.
 	PublicName string `yaml:"public_name"`
-	// Rotation is the key lifetime. Zero: keys never rotate.
+	// Rotation is how often a new key is made. Zero: 30 days.
 	Rotation Duration `yaml:"rotation"`
-	// Grace is how long the previous key is still accepted. Zero: Rotation.
+	// Grace is how long a replaced key is still accepted; it must exceed the
+	// TTL of the published records. Zero: 7 days.
 	Grace Duration `yaml:"grace"`
+	// CertFile and KeyFile serve the public name when tls.cert_file does not
+	// cover it. Empty: a certificate from the local CA.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Logging configures slog output.

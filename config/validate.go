@@ -96,11 +96,6 @@ func (v *validator) listeners() {
 		if l.ACL != "" && !slices.ContainsFunc(c.ACLs, func(x ACL) bool { return x.Name == l.ACL }) {
 			v.errorf(at("acl"), "unknown acl %q", l.ACL)
 		}
-		if (l.CertFile == "") != (l.KeyFile == "") {
-			v.errorf(p, "cert_file and key_file go together")
-		}
-		v.readable(p+".cert_file", l.CertFile)
-		v.readable(p+".key_file", l.KeyFile)
 	}
 }
 

@@ -69,8 +69,13 @@ func (v *validator) tls() {
 	if t.ECH.PublicName != "" {
 		v.domain("tls.ech.public_name", t.ECH.PublicName)
 	}
-	if t.ECH.Grace > 0 && t.ECH.Rotation == 0 {
-		v.errorf("tls.ech.grace", "grace needs a rotation interval")
+	if (t.ECH.CertFile == "") != (t.ECH.KeyFile == "") {
+		v.errorf("tls.ech", "cert_file and key_file go together")
+	}
+	v.readable("tls.ech.cert_file", t.ECH.CertFile)
+	v.readable("tls.ech.key_file", t.ECH.KeyFile)
+	if t.ECH.PublicName != "" && !t.ECH.Disable && t.MinVersion == "1.2" {
+		v.errorf("tls.min_version", "ECH is TLS 1.3 only: drop min_version 1.2 or disable ECH")
 	}
 }
 

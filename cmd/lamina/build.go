@@ -19,6 +19,7 @@ import (
 	"github.com/laminadns/lamina/config"
 	"github.com/laminadns/lamina/do53"
 	"github.com/laminadns/lamina/resolver"
+	"github.com/laminadns/lamina/tlsconf"
 	"github.com/laminadns/lamina/upstream"
 )
 
@@ -43,6 +44,7 @@ type shared struct {
 	reg         *prometheus.Registry
 	upMetrics   *upstream.Metrics
 	do53Metrics *do53.Metrics
+	tls         *tlsconf.Provider // nil without encrypted listeners
 }
 
 // build makes a generation from a validated config. prev, when not nil, is
@@ -102,6 +104,7 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 		Logger:      sh.log,
 		LogClientIP: cfg.Logging.LogClientIP,
 		Registerer:  g.reg,
+		SelfRecords: selfRecords(cfg, sh.tls),
 	}
 	if g.cache != nil {
 		rc.Cache = g.cache

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"github.com/laminadns/lamina/config"
 	"github.com/laminadns/lamina/do53"
 	"github.com/laminadns/lamina/resolver"
+	"github.com/laminadns/lamina/tlsconf"
 )
 
 // listener is one running frontend. Listeners outlive reloads when their
@@ -64,6 +66,19 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		serve(func() error { return srv.Serve(ln) })
+		return &listener{cfg: l, shutdown: srv.Shutdown, close: srv.Close}, nil
+	case "tls":
+		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TLS})
+		if err != nil {
+			return nil, err
+		}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		tln := tls.NewListener(ln, sh.tls.ServerConfig(tlsconf.DoT))
+		serve(func() error { return srv.Serve(tln) })
 		return &listener{cfg: l, shutdown: srv.Shutdown, close: srv.Close}, nil
 	}
 	return nil, fmt.Errorf("listener %s: %s:// listeners are not available in this build yet", l.Name, l.Parsed.Scheme)

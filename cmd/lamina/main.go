@@ -2,6 +2,7 @@
 //
 //	lamina serve [-config FILE] [-listen URL]... [-upstream URL]... [-admin ADDR]
 //	lamina check -config FILE
+//	lamina ech keygen [-config FILE] [-state-dir DIR] [-public-name NAME]
 //	lamina version
 //
 // With no -config and no flags, serve runs the embedded default configuration
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args[1:], stderr)
 	case "check":
 		return checkCmd(args[1:], stdout, stderr)
+	case "ech":
+		return echCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lamina", versionString())
 		return exitOK
@@ -66,6 +69,7 @@ func usage(w io.Writer) {
 Usage:
   lamina serve [-config FILE] [-listen URL]... [-upstream URL]... [-admin ADDR]
   lamina check -config FILE
+  lamina ech keygen [-config FILE] [-state-dir DIR] [-public-name NAME]
   lamina version
 
 Run "lamina COMMAND -h" for a command's flags. With no flags, serve runs the

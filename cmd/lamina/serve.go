@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,6 +64,7 @@ type app struct {
 }
 
 func (a *app) run(cfg *config.Config) int {
+	var err error
 	// Signals are caught from the start: a SIGHUP during startup must not
 	// kill the process, and a SIGTERM then is handled once serving.
 	sigs := make(chan os.Signal, 4)
@@ -73,6 +75,12 @@ func (a *app) run(cfg *config.Config) int {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.sh = &shared{log: log, reg: reg, upMetrics: upstream.NewMetrics(reg), do53Metrics: do53.NewMetrics(reg)}
 	reg.MustRegister(newCacheCollector(&a.h))
+	if needsTLS(cfg) {
+		if a.sh.tls, err = newTLSProvider(cfg, log); err != nil {
+			fmt.Fprintf(a.stderr, "lamina: tls: %v\n", err)
+			return exitConfig
+		}
+	}
 
 	g, err := build(cfg, a.sh, nil)
 	if err != nil {
@@ -187,8 +195,18 @@ func (a *app) reload() error {
 		return err
 	}
 	cur := a.h.gen()
-	if !reflect.DeepEqual(cfg.Admin, cur.cfg.Admin) || cfg.Logging.Format != cur.cfg.Logging.Format {
-		log.Warn("admin and logging.format changes take effect at the next restart")
+	if !reflect.DeepEqual(cfg.Admin, cur.cfg.Admin) || cfg.Logging.Format != cur.cfg.Logging.Format || !reflect.DeepEqual(cfg.TLS, cur.cfg.TLS) {
+		log.Warn("admin, logging.format and tls changes take effect at the next restart")
+	}
+	if needsTLS(cfg) && a.sh.tls == nil {
+		return errors.New("the first encrypted listener needs a restart (TLS is set up at startup)")
+	}
+	if a.sh.tls != nil {
+		// Certificate and ECH key files are re-read; a failure keeps the
+		// material already loaded.
+		if err := a.sh.tls.Reload(); err != nil {
+			log.Warn("reloading TLS material", "err", err.Error())
+		}
 	}
 	g, err := build(cfg, a.sh, cur)
 	if err != nil {
