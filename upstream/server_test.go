@@ -22,6 +22,7 @@ import (
 //	tc.test.        (UDP) an empty TC answer; (TCP) a large TXT answer
 //	slow.test.      no answer until the server stops
 //	servfail.test.  SERVFAIL
+//	dns.test.       A 127.0.0.1, no AAAA (bootstrap of the TLS test servers)
 //	anything else   A 192.0.2.1
 type testServer struct {
 	addr    netip.AddrPort
@@ -109,6 +110,10 @@ func (s *testServer) reply(req *dns.Msg, udp bool) *dns.Msg {
 		return nil
 	case name == "servfail.test.":
 		resp.Rcode = dns.RcodeServerFailure
+	case name == "dns.test.": // the encrypted test servers' name, for bootstrap
+		if q.Qtype == dns.TypeA {
+			resp.Answer = append(resp.Answer, testA(q.Name, "127.0.0.1"))
+		}
 	case name == "mismatch.test.":
 		resp.Answer = append(resp.Answer, testA(q.Name, "192.0.2.7"))
 	case name == "tc.test." && udp:
