@@ -17,9 +17,19 @@ var errClosed = net.ErrClosed
 // is a NAT keepalive, four zero bytes mark IKE, anything else is ESP.
 func (t *Tunnel) recvLoop() {
 	defer t.wg.Done()
-	buf := make([]byte, 65536)
+	bufs := make([][]byte, batchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65536) // any datagram fits: nothing is truncated
+	}
+	if t.batch == nil {
+		bufs = bufs[:1]
+	}
+	msgs, sizes := newMessages(bufs), make([]int, len(bufs))
 	for {
-		n, err := t.conn.Read(buf)
+		n, err := t.readOuter(msgs, bufs, sizes)
+		for i := range n {
+			t.receive(bufs[i][:sizes[i]])
+		}
 		if err != nil {
 			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -32,9 +42,7 @@ func (t *Tunnel) recvLoop() {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			continue
 		}
-		t.receive(buf[:n])
 	}
 }
 
@@ -89,46 +97,52 @@ func (t *Tunnel) receive(p []byte) {
 }
 
 // sendLoop is the only goroutine that seals, so packets leave in the order
-// the stack produced them, across outbound SA switches too.
+// the stack produced them, across outbound SA switches too. It takes the
+// packets queued in the stack in batches and sends them with one system
+// call where the socket allows.
 func (t *Tunnel) sendLoop() {
 	defer t.wg.Done()
 	off := esp.MaxHeadroom
-	buf := make([]byte, off+t.st.MTU()+esp.MaxTailroom)
+	bufs, sizes := make([][]byte, batchSize), make([]int, batchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, off+t.st.MTU()+esp.MaxTailroom)
+	}
+	msgs, pkts := newMessages(bufs), make([][]byte, 0, batchSize)
 	for {
-		n, err := t.st.Read(t.ctx, buf, off)
+		n, err := t.st.ReadBatch(t.ctx, bufs, sizes, off)
 		if err != nil {
 			return
 		}
-		p := buf[off : off+n]
-		dst, ok := ipAddr(p, true)
-		if !ok || !t.allowed(dst) {
-			t.c.policy.Add(1)
-			continue
+		pkts = pkts[:0]
+		for i := range n {
+			if pkt, ok := t.seal(bufs[i], off, sizes[i]); ok {
+				pkts = append(pkts, pkt)
+			}
 		}
-		sa := t.out.Load()
-		if sa == nil {
-			t.c.noSA.Add(1)
-			continue
-		}
-		nh := byte(esp.NextHeaderIPv4)
-		if p[0]>>4 == 6 {
-			nh = esp.NextHeaderIPv6
-		}
-		pkt, err := sa.Seal(buf[:cap(buf)], off, n, nh)
-		if err != nil {
-			continue // counted by the SA
-		}
-		t.write(pkt)
+		t.writeOuter(msgs, pkts)
 	}
 }
 
-func (t *Tunnel) write(pkt []byte) {
-	if _, err := t.conn.Write(pkt); err != nil {
-		t.c.sendErr.Add(1)
-		return
+// seal checks one inner packet against the selectors and seals it with the
+// current outbound SA.
+func (t *Tunnel) seal(buf []byte, off, n int) ([]byte, bool) {
+	p := buf[off : off+n]
+	dst, ok := ipAddr(p, true)
+	if !ok || !t.allowed(dst) {
+		t.c.policy.Add(1)
+		return nil, false
 	}
-	t.c.packetsOut.Add(1)
-	t.sentSince.Store(true)
+	sa := t.out.Load()
+	if sa == nil {
+		t.c.noSA.Add(1)
+		return nil, false
+	}
+	nh := byte(esp.NextHeaderIPv4)
+	if p[0]>>4 == 6 {
+		nh = esp.NextHeaderIPv6
+	}
+	pkt, err := sa.Seal(buf, off, n, nh)
+	return pkt, err == nil // a failure is counted by the SA
 }
 
 // keepaliveLoop sends a NAT keepalive (RFC 3948 §2.3) when nothing was sent

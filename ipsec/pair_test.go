@@ -41,6 +41,33 @@ func udpPair(t testing.TB) (a, b net.Conn) {
 	return &peerConn{la, lb.LocalAddr().(*net.UDPAddr)}, &peerConn{lb, la.LocalAddr().(*net.UDPAddr)}
 }
 
+// connectedPair returns two loopback UDP sockets connected to each other
+// with connect(2), as a real tunnel's socket is (so batched I/O is used).
+func connectedPair(t testing.TB) (a, b net.Conn) {
+	t.Helper()
+	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	for range 20 {
+		l, err := net.ListenUDP("udp", lo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := net.DialUDP("udp", lo, l.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Rebind l's port as a connected socket; another process may take
+		// the port in between, then try again.
+		l.Close()
+		ac, err := net.DialUDP("udp", l.LocalAddr().(*net.UDPAddr), bc.LocalAddr().(*net.UDPAddr))
+		if err == nil {
+			return ac, bc
+		}
+		bc.Close()
+	}
+	t.Fatal("no connected UDP pair")
+	return nil, nil
+}
+
 var (
 	clientAddr = netip.MustParseAddr("10.201.0.2")
 	serverAddr = netip.MustParseAddr("10.200.0.53")
@@ -65,7 +92,7 @@ const testKey = "000102030405060708090a0b0c0d0e0f10111213" // AES-128 + salt
 // over loopback UDP, keyed manually (or not, when manual is false).
 func tunnelPair(t testing.TB, manual bool) (client, server *Tunnel) {
 	t.Helper()
-	ca, cb := udpPair(t)
+	ca, cb := connectedPair(t)
 	mc, ms := staticPair("aes128gcm16", 0x1000, testKey, "")
 	if !manual {
 		mc, ms = nil, nil

@@ -22,6 +22,7 @@ import (
 type Tunnel struct {
 	log       *slog.Logger
 	conn      net.Conn
+	batch     batchConn // nil unless conn is a *net.UDPConn
 	st        *netstack.Stack
 	keepalive time.Duration
 	onEvent   func(esp.Event)
@@ -77,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Tunnel, error) {
 	t := &Tunnel{
 		log: cfg.Logger, conn: conn, st: st, keepalive: cmp(cfg.Keepalive, DefaultKeepalive),
 		onEvent: cfg.OnSAEvent, ike: cfg.IKE, ikeq: make(chan []byte, DefaultIKEQueueLen),
+		batch: newBatchConn(conn),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)

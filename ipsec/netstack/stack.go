@@ -143,30 +143,49 @@ func (st *Stack) Drops() uint64 { return st.drops.Load() }
 var ErrClosed = errors.New("netstack: closed")
 
 // Read blocks until the stack emits a packet, copies it to buf[off:] and
-// returns its length. Packets longer than the room in buf are dropped and
-// counted. Read returns ctx.Err() when ctx ends, ErrClosed after Close.
+// returns its length. See ReadBatch.
 func (st *Stack) Read(ctx context.Context, buf []byte, off int) (int, error) {
-	for {
-		pkt := st.ep.ReadContext(ctx)
-		if pkt == nil {
-			if err := ctx.Err(); err != nil {
-				return 0, err
+	var size [1]int
+	if _, err := st.ReadBatch(ctx, [][]byte{buf}, size[:], off); err != nil {
+		return 0, err
+	}
+	return size[0], nil
+}
+
+// ReadBatch blocks until the stack emits a packet, then takes as many as
+// are queued, up to len(bufs): packet i is copied to bufs[i][off:] and its
+// length stored in sizes[i]. Packets longer than the room in a buffer are
+// dropped and counted. It returns ctx.Err() when ctx ends, ErrClosed after
+// Close.
+func (st *Stack) ReadBatch(ctx context.Context, bufs [][]byte, sizes []int, off int) (int, error) {
+	n := 0
+	for n < len(bufs) {
+		var pkt *stack.PacketBuffer
+		if n == 0 {
+			if pkt = st.ep.ReadContext(ctx); pkt == nil {
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
+				return 0, ErrClosed
 			}
-			return 0, ErrClosed
+		} else if pkt = st.ep.Read(); pkt == nil {
+			break
 		}
-		n := 0
-		size := pkt.Size()
-		if size <= len(buf)-off {
+		size, c := pkt.Size(), 0
+		if buf := bufs[n]; size > 0 && size <= len(buf)-off {
 			for _, v := range pkt.AsSlices() {
-				n += copy(buf[off+n:], v)
+				c += copy(buf[off+c:], v)
 			}
 		}
 		pkt.DecRef()
-		if n == size && n > 0 {
-			return n, nil
+		if c == 0 || c != size {
+			st.drops.Add(1)
+			continue
 		}
-		st.drops.Add(1)
+		sizes[n] = size
+		n++
 	}
+	return n, nil
 }
 
 // Write injects one IPv4 or IPv6 packet received from the peer. The stack
