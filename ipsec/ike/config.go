@@ -2,6 +2,8 @@ package ike
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -87,8 +89,20 @@ type Config struct {
 	// Local and Remote are the IKE identities. Remote may be empty, which
 	// accepts whatever IDr the gateway proves with the PSK.
 	Local, Remote Identity
-	// PSK is the pre-shared key (RFC 7296 §2.15). Never logged.
+	// PSK is the pre-shared key (RFC 7296 §2.15). Never logged. It
+	// authenticates us unless Certificate is set, and the gateway unless
+	// RootCAs is set.
 	PSK []byte
+	// Certificate is our chain (DER, leaf first) and PrivateKey its key
+	// (ECDSA, RSA or Ed25519): we then authenticate with an RFC 7427
+	// signature. Local should be an identity in the leaf (its FQDN SAN, or
+	// DN(leaf)).
+	Certificate [][]byte
+	PrivateKey  crypto.Signer
+	// RootCAs, when set, are the CAs the gateway's certificate must chain
+	// to; the gateway must then authenticate with a signature and its IDr
+	// must be in its certificate.
+	RootCAs []*x509.Certificate
 	// LocalAddr and RemoteAddr are the outer addresses, used for the NAT
 	// detection hashes (RemoteAddr must be the gateway's address and port).
 	LocalAddr, RemoteAddr netip.AddrPort
@@ -129,8 +143,11 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if len(c.PSK) == 0 {
-		return errors.New("ike: PSK is required")
+	if (len(c.Certificate) == 0 || len(c.RootCAs) == 0) && len(c.PSK) == 0 {
+		return errors.New("ike: PSK is required unless both Certificate and RootCAs are set")
+	}
+	if len(c.Certificate) > 0 && c.PrivateKey == nil {
+		return errors.New("ike: Certificate needs PrivateKey")
 	}
 	if len(c.Local.Value) == 0 || c.Local.Type == 0 {
 		return errors.New("ike: local identity is required")

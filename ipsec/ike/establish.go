@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/laminadns/lamina/ipsec/ike/wire"
 )
@@ -71,6 +72,9 @@ func (s *Session) ikeSAInit(ctx context.Context) (*initResult, error) {
 			&wire.Notify{NotifyType: wire.NotifyNATDDestinationIP, Data: natHash(s.ike.spiI, 0, s.cfg.RemoteAddr)},
 			&wire.Notify{NotifyType: wire.NotifyFragmentationOK},
 		)
+		if len(s.cfg.Certificate) > 0 || len(s.cfg.RootCAs) > 0 {
+			ps = append(ps, &wire.Notify{NotifyType: wire.NotifySignatureHashAlgos, Data: signatureHashes})
+		}
 		m := &wire.Message{Header: s.header(wire.IKESAInit, 0, false), Payloads: ps}
 		req, err := m.Marshal()
 		if err != nil {
@@ -188,14 +192,30 @@ func (s *Session) trafficSelectors() (tsi, tsr *wire.TS) {
 func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 	id := &wire.ID{IDType: s.cfg.Local.Type, Data: s.cfg.Local.Value}
 	ps := []wire.Payload{id}
+	for _, der := range s.cfg.Certificate {
+		ps = append(ps, &wire.Cert{Encoding: wire.CertX509Signature, Data: der})
+	}
 	if s.cfg.InitialContact {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyInitialContact})
+	}
+	if len(s.cfg.RootCAs) > 0 {
+		ps = append(ps, &wire.CertReq{Encoding: wire.CertX509Signature, Data: certReq(s.cfg.RootCAs)})
 	}
 	if len(s.cfg.Remote.Value) > 0 {
 		ps = append(ps, &wire.ID{Responder: true, IDType: s.cfg.Remote.Type, Data: s.cfg.Remote.Value})
 	}
 	k := s.ike.keys
-	ps = append(ps, &wire.Auth{Method: wire.AuthPSK, Data: pskAuth(k.prf, s.cfg.PSK, ir.req, ir.nr, k.pLocal, id.Body())})
+	// RFC 7296 §2.15: we sign (or MAC) RealMessage1 ‖ NonceR ‖ prf(SK_pi, IDi').
+	if len(s.cfg.Certificate) > 0 {
+		octets := append(append(append([]byte(nil), ir.req...), ir.nr...), k.prf.sum(k.pLocal, id.Body())...)
+		sig, err := signAuth(s.cfg.PrivateKey, octets)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, &wire.Auth{Method: wire.AuthSignature, Data: sig})
+	} else {
+		ps = append(ps, &wire.Auth{Method: wire.AuthPSK, Data: pskAuth(k.prf, s.cfg.PSK, ir.req, ir.nr, k.pLocal, id.Body())})
+	}
 	if !s.cfg.InnerAddress.IsValid() {
 		ps = append(ps, &wire.CP{CFGType: wire.CFGRequest, Attributes: []wire.CPAttribute{
 			{Type: wire.CPInternalIP4Address}, {Type: wire.CPInternalIP4DNS},
@@ -218,6 +238,7 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 	}
 	var idr *wire.ID
 	var auth *wire.Auth
+	var certs [][]byte
 	for _, p := range r.payloads {
 		switch q := p.(type) {
 		case *wire.ID:
@@ -226,6 +247,10 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 			}
 		case *wire.Auth:
 			auth = q
+		case *wire.Cert:
+			if q.Encoding == wire.CertX509Signature {
+				certs = append(certs, q.Data)
+			}
 		}
 	}
 	if idr == nil || auth == nil {
@@ -234,12 +259,26 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 		}
 		return errors.New("ike: IKE_AUTH response lacks IDr or AUTH")
 	}
-	if auth.Method != wire.AuthPSK {
-		return fmt.Errorf("%w: gateway used auth method %d, want PSK", ErrAuth, auth.Method)
-	}
-	want := pskAuth(k.prf, s.cfg.PSK, ir.resp, ir.ni, k.pRemote, idr.Body())
-	if !hmac.Equal(want, auth.Data) {
-		return fmt.Errorf("%w: AUTH payload does not verify", ErrAuth)
+	if len(s.cfg.RootCAs) > 0 {
+		if auth.Method != wire.AuthSignature {
+			return fmt.Errorf("%w: gateway used auth method %d, want a digital signature (14)", ErrAuth, auth.Method)
+		}
+		leaf, err := verifyPeer(certs, s.cfg.RootCAs, idr, time.Now())
+		if err != nil {
+			return err
+		}
+		octets := append(append(append([]byte(nil), ir.resp...), ir.ni...), k.prf.sum(k.pRemote, idr.Body())...)
+		if err := verifyAuth(leaf.PublicKey, auth.Data, octets); err != nil {
+			return fmt.Errorf("%w: %w", ErrAuth, err)
+		}
+	} else {
+		if auth.Method != wire.AuthPSK {
+			return fmt.Errorf("%w: gateway used auth method %d, want PSK", ErrAuth, auth.Method)
+		}
+		want := pskAuth(k.prf, s.cfg.PSK, ir.resp, ir.ni, k.pRemote, idr.Body())
+		if !hmac.Equal(want, auth.Data) {
+			return fmt.Errorf("%w: AUTH payload does not verify", ErrAuth)
+		}
 	}
 	if len(s.cfg.Remote.Value) > 0 && (idr.IDType != s.cfg.Remote.Type || !bytes.Equal(idr.Data, s.cfg.Remote.Value)) {
 		return fmt.Errorf("%w: gateway identity %q, want %q", ErrAuth, idr.Data, s.cfg.Remote.Value)

@@ -48,6 +48,12 @@ type Gateway struct {
 	ConnExtra, ChildExtra string
 	// CharonExtra is added inside the charon { } section of strongswan.conf.
 	CharonExtra string
+	// LocalAuth and RemoteAuth are the gateway's and the client's
+	// authentication: "psk" (empty) or "pubkey".
+	LocalAuth, RemoteAuth string
+	// CACert, Cert and Key are PEM: the trusted CA, the gateway's
+	// certificate and its PKCS#8 private key, for "pubkey".
+	CACert, Cert, Key []byte
 }
 
 // Lab is a running gateway with its namespaces.
@@ -99,7 +105,7 @@ func Start(t testing.TB, g Gateway) *Lab {
 	run("-n", l.GW, "addr", "add", DNSAddr.String()+"/32", "dev", "lo")
 
 	l.writeConfigs(t, g)
-	l.env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(l.dir, "strongswan.conf"))
+	l.env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(l.dir, "strongswan.conf"), "SWANCTL_DIR="+l.dir)
 	l.charonArgs = []string{ip, "netns", "exec", l.GW, "unshare", "-m", "sh", "-c",
 		"mount -t tmpfs tmpfs /run && mkdir -p /run/strongswan && exec " + charon}
 	l.startDaemon(t, "nsd", ip, "netns", "exec", l.GW, nsd, "-d", "-c", filepath.Join(l.dir, "nsd.conf"))
@@ -312,7 +318,10 @@ swanctl {
   socket = %s
 }
 `, g.CharonExtra, vici, vici)
-	var remoteTS, pools, poolDef string
+	var remoteTS, pools, poolDef, certs string
+	if g.Cert != nil {
+		certs = "      certs = gw.pem\n"
+	}
 	if g.Pool {
 		remoteTS = "dynamic"
 		pools = "    pools = inner\n"
@@ -327,11 +336,11 @@ swanctl {
     proposals = %s
 %s%s
     local {
-      auth = psk
+      auth = %s
       id = %s
-    }
+%s    }
     remote {
-      auth = psk
+      auth = %s
       id = %s
     }
     children {
@@ -352,7 +361,7 @@ secrets {
     secret = "%s"
   }
 }
-%s`, GatewayAddr, g.Proposals, pools, g.ConnExtra, g.LocalID, g.RemoteID, Internal, remoteTS, g.ESPProposals, g.ChildExtra,
+%s`, GatewayAddr, g.Proposals, pools, g.ConnExtra, or(g.LocalAuth, "psk"), g.LocalID, certs, or(g.RemoteAuth, "psk"), g.RemoteID, Internal, remoteTS, g.ESPProposals, g.ChildExtra,
 		g.LocalID, g.RemoteID, g.PSK, poolDef)
 	zone := fmt.Sprintf(`$ORIGIN %s
 $TTL 300
@@ -380,9 +389,21 @@ zone:
   name: %s
   zonefile: lab.zone
 `, DNSAddr, l.dir, l.dir, l.dir, l.dir, l.dir, l.dir, Zone)
-	for name, body := range map[string]string{"strongswan.conf": ss, "swanctl.conf": sw, "lab.zone": zone, "nsd.conf": nsd} {
+	files := map[string]string{"strongswan.conf": ss, "swanctl.conf": sw, "lab.zone": zone, "nsd.conf": nsd}
+	if g.Cert != nil {
+		files["x509ca/ca.pem"], files["x509/gw.pem"], files["private/gw.key"] = string(g.CACert), string(g.Cert), string(g.Key)
+	}
+	for name, body := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(l.dir, name)), 0o700)
 		if err := os.WriteFile(filepath.Join(l.dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
