@@ -220,3 +220,27 @@ func TestPrefetchSignal(t *testing.T) {
 		}
 	}
 }
+
+// RFC 6840 §5.8: AD only goes to clients that asked for DNSSEC (DO), and
+// RFC 4035 §3.2.2: CD is the client's.
+func TestADAndCD(t *testing.T) {
+	c, _ := newCache(t, Config{})
+	for _, do := range []bool{false, true} {
+		req := query("a.example.", dns.TypeA, true, do)
+		req.CheckingDisabled = true
+		resp := reply(req, dns.RcodeSuccess, rrs(t, "a.example. 60 IN A 192.0.2.1"), nil, nil)
+		resp.AuthenticatedData = true
+		c.Set(req, resp)
+		for _, via := range []string{"Get", "AppendWire"} {
+			var m *dns.Msg
+			if via == "Get" {
+				m, _ = c.Get(req, false)
+			} else {
+				m, _ = wireGet(t, c, req, 512)
+			}
+			if m == nil || m.AuthenticatedData != do || !m.CheckingDisabled || m.IsEdns0().Do() != do {
+				t.Errorf("DO=%v %s: %v, want AD=%v, CD and DO echoed", do, via, m, do)
+			}
+		}
+	}
+}
