@@ -213,8 +213,8 @@ type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// StateDir keeps generated certificates and ECH keys. Empty:
-	// "lamina-state" next to the config file, or in the working directory
-	// for the built-in config and flags.
+	// "lamina-state" next to the config file; for the built-in config,
+	// $XDG_STATE_HOME/lamina (~/.local/state/lamina).
 	StateDir string `yaml:"state_dir"`
 	// MinVersion is "1.3" or "1.2" (DoT and DoH only). Empty: 1.3.
 	MinVersion string `yaml:"min_version"`

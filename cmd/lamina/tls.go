@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,14 +23,20 @@ func needsTLS(cfg *config.Config) bool {
 	})
 }
 
-// stateDir is tls.state_dir, or lamina-state next to the config file (in the
-// working directory for the built-in config and flags).
+// stateDir is tls.state_dir, or lamina-state next to the config file, or
+// for the built-in config $XDG_STATE_HOME/lamina (~/.local/state/lamina).
 func stateDir(cfg *config.Config) string {
 	if d := cfg.TLS.StateDir; d != "" {
 		return cfg.Path(d)
 	}
 	if f := cfg.File(); f != "" && f != defaultName {
 		return filepath.Join(filepath.Dir(f), "lamina-state")
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "lamina")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "lamina")
 	}
 	return "lamina-state"
 }
@@ -95,7 +102,7 @@ func service(cfg *config.Config) tlsconf.Service {
 		}
 		a := l.Parsed.Addr.Addr()
 		switch {
-		case a.IsUnspecified(), a.IsLoopback() && cfg.Resolver.ServiceName != "localhost":
+		case a.IsUnspecified():
 		case a.Is4() && !slices.Contains(s.IPv4, a):
 			s.IPv4 = append(s.IPv4, a)
 		case a.Is6() && !slices.Contains(s.IPv6, a):
