@@ -84,24 +84,41 @@ func (s *Server) Serve(pcs ...net.PacketConn) error {
 	return first
 }
 
+// peer is where a reply goes and, on wildcard sockets, where it comes from.
+type peer struct {
+	addr  netip.AddrPort // the client as the socket sees it
+	naddr net.Addr       // the same, for sockets other than *net.UDPConn
+	oob   []byte         // PKTINFO selecting the reply's source address, or empty
+}
+
 // read is a socket's reader loop.
 func (s *Server) read(pc net.PacketConn) error {
 	uc, _ := pc.(*net.UDPConn)
+	var pk pktinfo
+	if uc != nil {
+		pk = enablePktinfo(uc)
+	}
 	rbuf := make([]byte, 65535)
 	wbuf := make([]byte, 0, udpBufSize)
+	oob := make([]byte, oobSize)
+	woob := make([]byte, oobSize)
 	q := resolver.Query{Local: addrPort(pc.LocalAddr()), Transport: resolver.UDP, Listener: s.cfg.Listener}
 	failures := 0
 	for {
 		var (
-			n    int
-			from netip.AddrPort
-			addr net.Addr
-			err  error
+			n, oobn int
+			p       peer
+			err     error
 		)
-		if uc != nil {
-			n, from, err = uc.ReadFromUDPAddrPort(rbuf)
-		} else if n, addr, err = pc.ReadFrom(rbuf); err == nil {
-			from = addrPort(addr)
+		switch {
+		case pk.on:
+			n, oobn, _, p.addr, err = uc.ReadMsgUDPAddrPort(rbuf, oob)
+		case uc != nil:
+			n, p.addr, err = uc.ReadFromUDPAddrPort(rbuf)
+		default:
+			if n, p.naddr, err = pc.ReadFrom(rbuf); err == nil {
+				p.addr = addrPort(p.naddr)
+			}
 		}
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
@@ -125,23 +142,30 @@ func (s *Server) read(pc net.PacketConn) error {
 			s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
 			continue
 		}
+		if pk.on {
+			dst, ifindex := pk.dst(oob[:oobn])
+			if dst.IsValid() {
+				q.Local = netip.AddrPortFrom(dst.Unmap(), q.Local.Port())
+			}
+			p.oob = pk.src(woob, dst, ifindex)
+		}
+		q.Client = unmap(p.addr)
 		if s.wire != nil {
 			if w, ok := scanQuery(raw); ok {
-				q.Client = unmap(from)
 				q.MaxSize = w.maxSize(resolver.UDP)
 				if resp, ok := s.cfg.serveWire(s.wire, &q, raw, wbuf[:0]); ok {
-					s.write(pc, uc, resp, from, addr)
+					s.write(pc, uc, resp, &p)
 					s.cfg.Metrics.Observe(&q, w.qtype, int(resp[3]&0xF), time.Since(start))
 					continue
 				}
 			}
 		}
-		s.slow(pc, uc, raw, from, addr, q.Local, start)
+		s.slow(pc, uc, raw, p, q.Client, q.Local, start)
 	}
 }
 
 // slow hands a query to a goroutine, or drops it when MaxInFlight is reached.
-func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, from netip.AddrPort, addr net.Addr, local netip.AddrPort, start time.Time) {
+func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, p peer, client, local netip.AddrPort, start time.Time) {
 	select {
 	case s.sem <- struct{}{}:
 	default:
@@ -150,6 +174,9 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, from netip
 	}
 	bp := s.bufs.Get().(*[]byte)
 	pkt := append((*bp)[:0], raw...)
+	if len(p.oob) > 0 {
+		p.oob = append([]byte(nil), p.oob...) // the socket's copy is reused
+	}
 	s.inflight.Add(1)
 	go func() {
 		defer func() {
@@ -165,7 +192,7 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, from netip
 		}
 		q := &resolver.Query{
 			Msg:       req,
-			Client:    unmap(from),
+			Client:    client,
 			Local:     local,
 			Transport: resolver.UDP,
 			Listener:  s.cfg.Listener,
@@ -178,17 +205,20 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, from netip
 		// The query is no longer needed: pack the response over it.
 		out, ok := s.cfg.finish(q, resp, err, pkt[:0], 0, start)
 		if ok {
-			s.write(pc, uc, out, from, addr)
+			s.write(pc, uc, out, &p)
 		}
 	}()
 }
 
-func (s *Server) write(pc net.PacketConn, uc *net.UDPConn, b []byte, to netip.AddrPort, addr net.Addr) {
+func (s *Server) write(pc net.PacketConn, uc *net.UDPConn, b []byte, p *peer) {
 	var err error
-	if uc != nil {
-		_, err = uc.WriteToUDPAddrPort(b, to)
-	} else {
-		_, err = pc.WriteTo(b, addr)
+	switch {
+	case uc != nil && len(p.oob) > 0:
+		_, _, err = uc.WriteMsgUDPAddrPort(b, p.oob, p.addr)
+	case uc != nil:
+		_, err = uc.WriteToUDPAddrPort(b, p.addr)
+	default:
+		_, err = pc.WriteTo(b, p.naddr)
 	}
 	if err != nil && !s.closing.Load() {
 		s.cfg.Logger.Debug("udp write failed", "listener", s.cfg.Listener, "err", err)
