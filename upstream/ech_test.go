@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"net"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -106,5 +107,35 @@ func TestECH(t *testing.T) {
 				t.Fatalf("connections{ech=%s} = %v, want 1", label, n)
 			}
 		})
+	}
+}
+
+// TestECHDiscovered: with no configured list, the ECH config is found in
+// the server's SVCB record (RFC 9461) through the bootstrap and used.
+func TestECHDiscovered(t *testing.T) {
+	pki := newPKI(t)
+	key, list := echKey(t, 1, "dns.test")
+	cfg := pki.serverConfig("dot")
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.EncryptedClientHelloKeys = []tls.EncryptedClientHelloKey{key}
+	srv := startServer(t)
+	_, port, _ := net.SplitHostPort(srv.startDoT(t, cfg).String())
+	boot := startServer(t)
+	boot.echList = list
+
+	reg := prometheus.NewRegistry()
+	opts := pki.clientOptions()
+	opts.Bootstrap = NewUDP(boot.addr, Options{})
+	defer opts.Bootstrap.Close()
+	opts.ECH = ECHRequire
+	opts.Metrics = NewMetrics(reg)
+	u, err := Parse("tls://dns.test:"+port, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	testRoundTrip(t, u, "www.example.", "192.0.2.1")
+	if n := counterValue(t, reg, "lamina_upstream_connections_total", map[string]string{"ech": "true"}); n != 1 {
+		t.Fatalf("connections{ech=true} = %v, want 1", n)
 	}
 }
