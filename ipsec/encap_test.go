@@ -201,3 +201,44 @@ func ipPacket(src, dst netip.Addr) []byte {
 	p[20], p[21], p[22], p[23], p[25] = 0x30, 0x39, 0x30, 0x39, 8
 	return p
 }
+
+// An outbound SA that reaches its hard limit is retired: the keying layer
+// hears about it, and dials wait for the replacement.
+func TestHardExpiryClearsOutbound(t *testing.T) {
+	events := make(chan esp.Event, 4)
+	tun, _ := rawPeer(t, Config{OnSAEvent: func(e esp.Event) { events <- e }})
+	out := mustESP(t, StaticSA{SPI: 0x6000, Suite: "aes128gcm16", Key: testKey}, esp.Outbound)
+	out.Lifetime = esp.Lifetime{SoftPackets: 1, HardPackets: 2}
+	if err := tun.SetOutbound(out); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tun.ListenPacket(context.Background(), "udp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for range 2 {
+		pc.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 200, 0, 53), Port: 53})
+	}
+	for _, want := range []esp.EventKind{esp.EventSoft, esp.EventHard} {
+		select {
+		case e := <-events:
+			if e.Kind != want || e.SPI != 0x6000 || e.Reason != esp.ReasonPackets {
+				t.Fatalf("event %+v, want %v", e, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %v event", want)
+		}
+	}
+	if _, up := tun.Outbound(); up {
+		t.Fatal("expired outbound SA still installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := tun.DialContext(ctx, "udp", "10.200.0.53:53"); !errors.Is(err, ErrNoSA) {
+		t.Fatalf("dial after expiry: %v", err)
+	}
+	if s := tun.Stats(); s.Out.Packets != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}

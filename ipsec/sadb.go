@@ -1,6 +1,7 @@
 package ipsec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -32,9 +33,31 @@ func (d *sadb) init() {
 	d.timers = map[uint32]*time.Timer{}
 }
 
+// hook routes an SA's lifetime events to Config.OnSAEvent (unless the SA
+// has its own handler) and retires an outbound SA that hits a hard limit,
+// so dials wait for its replacement instead of sending into a dead SA.
 func (t *Tunnel) hook(cfg *esp.Config) {
-	if cfg.OnEvent == nil {
-		cfg.OnEvent = t.onEvent
+	user := cfg.OnEvent
+	if user == nil {
+		user = t.onEvent
+	}
+	cfg.OnEvent = func(e esp.Event) {
+		if e.Kind == esp.EventHard && e.Direction == esp.Outbound {
+			t.expireOutbound(e.SPI)
+		}
+		if user != nil {
+			user(e)
+		}
+	}
+}
+
+func (t *Tunnel) expireOutbound(spi uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur := t.out.Load(); cur != nil && cur.SPI() == spi && cur.State() == esp.StateExpired {
+		t.out.Store(nil)
+		t.up = make(chan struct{})
+		t.retire(cur)
 	}
 }
 
@@ -123,7 +146,8 @@ func (t *Tunnel) RemoveInbound(spi uint32, grace time.Duration) {
 }
 
 // ClearOutbound removes the outbound SA (say the peer deleted it with no
-// replacement): packets are dropped and dials wait until SetOutbound.
+// replacement): packets are dropped and dials wait until SetOutbound. An
+// outbound SA past a hard lifetime limit is cleared the same way.
 func (t *Tunnel) ClearOutbound() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -145,7 +169,7 @@ func (t *Tunnel) Outbound() (uint32, bool) {
 var ErrNoSA = errors.New("ipsec: no outbound SA")
 
 // waitUp blocks until an outbound SA exists, ctx ends or the tunnel closes.
-func (t *Tunnel) waitUp(ctx interface{ Done() <-chan struct{} }) error {
+func (t *Tunnel) waitUp(ctx context.Context) error {
 	for t.out.Load() == nil {
 		t.mu.Lock()
 		up := t.up
