@@ -88,13 +88,14 @@ func FuzzStreamFraming(f *testing.F) {
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff, 1, 2, 3})
 
+	static := staticWire(pack(f, answerAMsg("w.example.")))
 	h := &wireFake{
 		HandlerFunc: answerA,
 		onWire: func(q *resolver.Query, raw, dst []byte) ([]byte, bool) {
 			if len(raw)%2 == 0 {
 				return nil, false
 			}
-			return staticWire(pack(f, answerAMsg("w.example.")))(q, raw, dst)
+			return static(q, raw, dst)
 		},
 	}
 	s, err := NewStreamServer(StreamConfig{Config: Config{Handler: h}, ReadTimeout: 50 * time.Millisecond})

@@ -67,6 +67,7 @@ func TestUDPWildcardRepliesFromQueriedAddress(t *testing.T) {
 		t.Run(tc.network, func(t *testing.T) {
 			var mu sync.Mutex
 			var locals []netip.Addr
+			static := staticWire(pack(t, answerAMsg("wire.example.")))
 			h := &wireFake{
 				HandlerFunc: func(ctx context.Context, q *resolver.Query) (*dns.Msg, error) {
 					mu.Lock()
@@ -81,7 +82,7 @@ func TestUDPWildcardRepliesFromQueriedAddress(t *testing.T) {
 					mu.Lock()
 					locals = append(locals, q.Local.Addr())
 					mu.Unlock()
-					return staticWire(pack(t, answerAMsg("wire.example.")))(q, raw, dst)
+					return static(q, raw, dst)
 				},
 			}
 			inNetns(t, func() error {
