@@ -53,6 +53,9 @@ func NewServer(cfg Config) (*Server, error) {
 // returns ErrServerClosed; it returns early with an error only if a socket
 // fails for good. The Server owns pcs and closes them.
 func (s *Server) Serve(pcs ...net.PacketConn) error {
+	if len(pcs) == 0 {
+		return errors.New("do53: Serve needs a socket")
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()

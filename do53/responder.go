@@ -1,0 +1,68 @@
+package do53
+
+import (
+	"context"
+	"time"
+
+	"github.com/laminadns/lamina/resolver"
+)
+
+// Responder answers single raw queries for transports that frame messages
+// themselves, such as DoH (RFC 8484) and DoQ (RFC 9250), with exactly the
+// behaviour of the Do53 and DoT servers: the WireHandler fast path, FORMERR,
+// NOTIMP and BADVERS for bad queries, the Handler under Config.QueryTimeout
+// with panics answered SERVFAIL, Reply, and Metrics. Config.MaxInFlight is
+// not used: bounding concurrency is the caller's (HTTP/2 and QUIC stream
+// limits). A Responder is safe for concurrent use.
+type Responder struct {
+	cfg  Config
+	wire resolver.WireHandler
+}
+
+// NewResponder checks cfg and returns a Responder; cfg is copied.
+func NewResponder(cfg Config) (*Responder, error) {
+	if err := cfg.validate(1); err != nil {
+		return nil, err
+	}
+	return &Responder{cfg: cfg, wire: cfg.wireHandler()}, nil
+}
+
+// Respond answers raw, one query as received. q carries the connection facts
+// (Client, Local, Transport, TLS; Listener defaults to Config.Listener);
+// Respond sets q.Msg and q.MaxSize. The response is built in buf's array
+// when it fits.
+//
+// err is ErrMalformed when raw is not a query at all (DoH answers 400) and
+// resolver.ErrDrop when the policy wants no answer sent; both are counted.
+// The query runs under ctx (the HTTP request's or stream's context) bounded
+// by Config.QueryTimeout.
+func (r *Responder) Respond(ctx context.Context, q *resolver.Query, raw, buf []byte) ([]byte, error) {
+	start := time.Now()
+	if q.Listener == "" {
+		q.Listener = r.cfg.Listener
+	}
+	if r.wire != nil {
+		if w, ok := scanQuery(raw); ok && !w.keepalive && !(w.padding && q.Transport.Encrypted()) {
+			q.Msg, q.MaxSize = nil, w.maxSize(q.Transport)
+			if resp, ok := r.cfg.serveWire(r.wire, q, raw, buf[:0]); ok {
+				r.cfg.Metrics.Observe(q, w.qtype, int(resp[3]&0xF), time.Since(start))
+				return resp, nil
+			}
+		}
+	}
+	req, early, err := ParseQuery(raw)
+	if err != nil {
+		r.cfg.Metrics.Dropped(q.Transport, DropMalformed)
+		return nil, err
+	}
+	q.Msg, q.MaxSize = req, MaxSize(req, q.Transport)
+	resp := early
+	if early == nil {
+		resp, err = r.cfg.serveDNS(ctx, q)
+	}
+	out, ok := r.cfg.finish(q, resp, err, buf[:0], DefaultIdleTimeout, start)
+	if !ok {
+		return nil, resolver.ErrDrop
+	}
+	return out, nil
+}
