@@ -32,9 +32,9 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 }
 
 // ListenPacket opens a UDP socket on the inner stack. address is empty,
-// ":port" or "ip:port"; an empty host binds the stack's IPv4 side (IPv6 for
-// udp6). WriteTo a destination outside the traffic selectors fails with
-// ErrOutsideTS.
+// ":port" or "ip:port"; an empty host binds both families for "udp", one
+// for "udp4" and "udp6". WriteTo a destination outside the traffic
+// selectors fails with ErrOutsideTS.
 func (t *Tunnel) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
 	ap, err := t.local(network, address, "udp")
 	if err != nil {
@@ -48,7 +48,8 @@ func (t *Tunnel) ListenPacket(ctx context.Context, network, address string) (net
 }
 
 // Listen opens a TCP listener on the inner stack (for a gateway-side tunnel
-// or tests); address is as for ListenPacket.
+// or tests); address is as for ListenPacket, but an empty host binds IPv4
+// unless network is tcp6.
 func (t *Tunnel) Listen(ctx context.Context, network, address string) (net.Listener, error) {
 	ap, err := t.local(network, address, "tcp")
 	if err != nil {
@@ -101,8 +102,10 @@ func (t *Tunnel) local(network, address, proto string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	if host == "" {
+		// A plain "udp" socket binds "::", which gVisor makes dual-stack,
+		// so one socket reaches IPv4 and IPv6 servers.
 		host = "0.0.0.0"
-		if network == proto+"6" {
+		if network == proto+"6" || network == "udp" {
 			host = "::"
 		}
 	}

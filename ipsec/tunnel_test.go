@@ -155,3 +155,32 @@ type network interface {
 }
 
 var _ network = (*Tunnel)(nil)
+
+// One ListenPacket("udp", "") socket reaches servers of both families, as
+// quic.Transport needs.
+func TestListenPacketDualStack(t *testing.T) {
+	client, server := tunnelPair(t, true)
+	udpEcho(t, server, "10.200.0.53:7")
+	udpEcho(t, server, "[fd00:200::53]:7")
+	pc, err := client.ListenPacket(context.Background(), "udp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, dst := range []string{"10.200.0.53:7", "[fd00:200::53]:7"} {
+		ua, _ := net.ResolveUDPAddr("udp", dst)
+		if _, err := pc.WriteTo([]byte(dst), ua); err != nil {
+			t.Fatal(err)
+		}
+		pc.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 100)
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := from.(*net.UDPAddr).AddrPort(), ua.AddrPort()
+		if string(buf[:n]) != dst || got.Addr().Unmap() != want.Addr().Unmap() || got.Port() != 7 {
+			t.Fatalf("echo from %s: %q from %v, %v", dst, buf[:n], from, err)
+		}
+	}
+}
