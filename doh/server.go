@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/http2"
 
 	"github.com/laminadns/lamina/do53"
 	"github.com/laminadns/lamina/resolver"
@@ -121,11 +123,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentStreams},
 	}
-	s.http.Protocols = new(http.Protocols)
-	s.http.Protocols.SetHTTP1(true)
-	s.http.Protocols.SetHTTP2(true)
 	s.h3 = &http3.Server{
 		Handler:     s,
 		IdleTimeout: cfg.IdleTimeout,
@@ -141,6 +139,11 @@ func New(cfg Config) (*Server, error) {
 		s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 		s.h3.TLSConfig = http3.ConfigureTLSConfig(cfg.TLSConfig)
 	}
+	h2 := &http2.Server{MaxConcurrentStreams: uint32(cfg.MaxConcurrentStreams), IdleTimeout: cfg.IdleTimeout}
+	if err := http2.ConfigureServer(s.http, h2); err != nil {
+		return nil, fmt.Errorf("doh: %w", err)
+	}
+	s.http.TLSNextProto["h2"] = serveH2(h2)
 	return s, nil
 }
 
