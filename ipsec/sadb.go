@@ -58,6 +58,7 @@ func (t *Tunnel) expireOutbound(spi uint32) {
 		t.out.Store(nil)
 		t.up = make(chan struct{})
 		t.retire(cur)
+		t.log.Warn("outbound SA reached its hard lifetime; waiting for a new one", "spi", spiString(spi))
 	}
 }
 
@@ -80,8 +81,11 @@ func (t *Tunnel) AddInbound(cfg esp.Config) error {
 	m := maps.Clone(old)
 	m[cfg.SPI] = sa
 	t.in.Store(&m)
+	t.log.Info("inbound SA installed", "spi", spiString(cfg.SPI), "suite", cfg.Suite.String(), "esn", cfg.ESN)
 	return nil
 }
+
+func spiString(spi uint32) string { return fmt.Sprintf("%08x", spi) }
 
 // SetOutbound atomically makes a new SA (cfg.Direction is set to Outbound)
 // the one every following packet is sealed with. The previous outbound SA
@@ -95,13 +99,16 @@ func (t *Tunnel) SetOutbound(cfg esp.Config) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.out.Swap(sa)
+	old, replaces := t.out.Swap(sa), "none"
 	if old == nil {
 		close(t.up)
 	} else {
 		t.retire(old)
 		t.switch_.Add(1)
+		replaces = spiString(old.SPI())
 	}
+	t.log.Info("outbound SA active", "spi", spiString(cfg.SPI), "suite", cfg.Suite.String(), "esn", cfg.ESN,
+		"replaces", replaces)
 	return nil
 }
 
@@ -143,6 +150,7 @@ func (t *Tunnel) RemoveInbound(spi uint32, grace time.Duration) {
 	delete(m, spi)
 	t.in.Store(&m)
 	t.retire(sa)
+	t.log.Info("inbound SA removed", "spi", spiString(spi))
 }
 
 // ClearOutbound removes the outbound SA (say the peer deleted it with no
@@ -154,6 +162,7 @@ func (t *Tunnel) ClearOutbound() {
 	if old := t.out.Swap(nil); old != nil {
 		t.up = make(chan struct{})
 		t.retire(old)
+		t.log.Info("outbound SA cleared", "spi", spiString(old.SPI()))
 	}
 }
 
