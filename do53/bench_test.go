@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,11 +56,24 @@ func miekgServer(b *testing.B, network string) string {
 	return addr
 }
 
+// cpuTime is the process's user+system CPU time. Reported per operation it
+// is steadier than wall time on a shared machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64(cpuTime()-since)/float64(b.N), "cpu-ns/op")
+}
+
 // udpPingPong has each parallel client send a query and wait for its answer.
 func udpPingPong(b *testing.B, addr string) {
 	q := pack(b, query("bench.example.", dns.TypeA))
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b, cpuTime())
 	b.RunParallel(func(pb *testing.PB) {
 		c, err := net.Dial("udp", addr)
 		if err != nil {
@@ -107,6 +121,7 @@ func tcpPipelined(b *testing.B, addr string) {
 	frame := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b, cpuTime())
 	go func() {
 		// Batches of 16 queries per write; TCP flow control bounds the rest.
 		batch := make([]byte, 0, 16*len(frame))
