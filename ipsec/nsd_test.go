@@ -15,17 +15,22 @@ import (
 	"github.com/laminadns/lamina/ipsec/internal/dnstest"
 )
 
-// forwardToNSD makes the gateway-side tunnel serve DNS on 10.200.0.53:53 by
-// copying UDP datagrams and TCP streams between its netstack and NSD on the
-// host's loopback.
+// forwardToNSD makes the gateway-side tunnel serve DNS on 10.200.0.53:53
+// and [fd00:200::53]:53 by copying UDP datagrams and TCP streams between
+// its netstack and NSD on the host's loopback.
 func forwardToNSD(t testing.TB, server *Tunnel, nsd netip.AddrPort) {
 	t.Helper()
+	forwardAddr(t, server, nsd, "10.200.0.53:53")
+	forwardAddr(t, server, nsd, "[fd00:200::53]:53")
+}
+
+func forwardAddr(t testing.TB, server *Tunnel, nsd netip.AddrPort, listen string) {
 	ctx := context.Background()
-	pc, err := server.ListenPacket(ctx, "udp", "10.200.0.53:53")
+	pc, err := server.ListenPacket(ctx, "udp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := server.Listen(ctx, "tcp", "10.200.0.53:53")
+	l, err := server.Listen(ctx, "tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,34 +96,36 @@ func TestDNSThroughTunnelToNSD(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	udp, err := client.DialContext(ctx, "udp", "10.200.0.53:53")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	for i := range 50 {
-		q := dnstest.Query(uint16(i), fmt.Sprintf("q%d.%s", i, dnstest.Zone), dnstest.TypeA)
-		r, err := dnstest.Exchange(udp, q, 5*time.Second)
+	for _, server := range []string{"10.200.0.53:53", "[fd00:200::53]:53"} {
+		udp, err := client.DialContext(ctx, "udp", server)
 		if err != nil {
-			t.Fatalf("UDP q%d: %v", i, err)
-		}
-		if err := checkAnswer(t, r, uint16(i), i); err != nil {
 			t.Fatal(err)
 		}
-	}
-	tcp, err := client.DialContext(ctx, "tcp4", "10.200.0.53:53")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tcp.Close()
-	for i := 500; i < 550; i++ {
-		q := dnstest.Query(uint16(i), fmt.Sprintf("q%d.%s", i, dnstest.Zone), dnstest.TypeA)
-		r, err := dnstest.ExchangeStream(tcp, q, 5*time.Second)
-		if err != nil {
-			t.Fatalf("TCP q%d: %v", i, err)
+		defer udp.Close()
+		for i := range 50 {
+			q := dnstest.Query(uint16(i), fmt.Sprintf("q%d.%s", i, dnstest.Zone), dnstest.TypeA)
+			r, err := dnstest.Exchange(udp, q, 5*time.Second)
+			if err != nil {
+				t.Fatalf("UDP %s q%d: %v", server, i, err)
+			}
+			if err := checkAnswer(t, r, uint16(i), i); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := checkAnswer(t, r, uint16(i), i); err != nil {
+		tcp, err := client.DialContext(ctx, "tcp", server)
+		if err != nil {
 			t.Fatal(err)
+		}
+		defer tcp.Close()
+		for i := 500; i < 550; i++ {
+			q := dnstest.Query(uint16(i), fmt.Sprintf("q%d.%s", i, dnstest.Zone), dnstest.TypeA)
+			r, err := dnstest.ExchangeStream(tcp, q, 5*time.Second)
+			if err != nil {
+				t.Fatalf("TCP %s q%d: %v", server, i, err)
+			}
+			if err := checkAnswer(t, r, uint16(i), i); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	cs, ss := client.Stats(), server.Stats()
@@ -164,7 +171,7 @@ func (t *Tunnel) inboundSPIs() ([]uint32, int) {
 }
 
 // TestRekeyUnderLoadLosesNothing keeps 8 clients querying NSD over UDP
-// (no retries) and TCP while the SAs are switched 6 times.
+// (no retries; one over IPv6) and TCP while the SAs are switched 6 times.
 func TestRekeyUnderLoadLosesNothing(t *testing.T) {
 	nsd := dnstest.StartNSD(t)
 	client, server := tunnelPair(t, true)
@@ -180,11 +187,14 @@ func TestRekeyUnderLoadLosesNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			network := "udp"
-			if w == 7 {
+			network, addr := "udp", "10.200.0.53:53"
+			switch w {
+			case 6:
+				addr = "[fd00:200::53]:53"
+			case 7:
 				network = "tcp"
 			}
-			c, err := client.DialContext(ctx, network, "10.200.0.53:53")
+			c, err := client.DialContext(ctx, network, addr)
 			if err != nil {
 				errs <- err
 				return
