@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -193,6 +194,48 @@ func BenchmarkScanQuery(b *testing.B) {
 	for b.Loop() {
 		if _, ok := scanQuery(raw); !ok {
 			b.Fatal("not scanned")
+		}
+	}
+}
+
+// BenchmarkIdleConnMemory reports the server-side memory (heap and stacks)
+// held per idle connection after one query, with the client ends in the same
+// process subtracted as well as they can be (their sockets only).
+func BenchmarkIdleConnMemory(b *testing.B) {
+	const n = 2000
+	s, addr := startStream(b, StreamConfig{Config: Config{Handler: benchHandler(b, false)}, MaxConns: 2 * n, IdleTimeout: time.Minute}, nil)
+	q := pack(b, query("bench.example.", dns.TypeA))
+	frame := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		conns := make([]net.Conn, 0, n)
+		buf := make([]byte, 512)
+		for range n {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Write(frame)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
+		b.ReportMetric(float64(used)/n, "B/conn")
+		for _, c := range conns {
+			c.Close()
+		}
+		for busy := true; busy; {
+			s.mu.Lock()
+			busy = len(s.conns) > 0
+			s.mu.Unlock()
+			time.Sleep(time.Millisecond)
 		}
 	}
 }
