@@ -149,7 +149,7 @@ func (t *Tunnel) seal(buf []byte, off, n int) ([]byte, bool) {
 // for a whole period; ticking at half the period keeps the silence under it.
 func (t *Tunnel) keepaliveLoop() {
 	defer t.wg.Done()
-	tick := time.NewTicker(t.keepalive / 2)
+	tick := time.NewTicker(max(t.keepalive/2, time.Millisecond))
 	defer tick.Stop()
 	idle := false
 	for {
