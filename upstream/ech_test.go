@@ -121,7 +121,7 @@ func TestECHDiscovered(t *testing.T) {
 	srv := startServer(t)
 	_, port, _ := net.SplitHostPort(srv.startDoT(t, cfg).String())
 	boot := startServer(t)
-	boot.echList = list
+	boot.echList.Store(&list)
 
 	reg := prometheus.NewRegistry()
 	opts := pki.clientOptions()

@@ -31,7 +31,7 @@ type testServer struct {
 	stop    chan struct{}
 	stopped sync.Once
 	queries atomic.Int64
-	echList []byte // published in _dns.dns.test SVCB when set (before use)
+	echList atomic.Pointer[[]byte] // published in _dns.dns.test SVCB when set
 }
 
 func startServer(t testing.TB) *testServer {
@@ -111,11 +111,11 @@ func (s *testServer) reply(req *dns.Msg, udp bool) *dns.Msg {
 		return nil
 	case name == "servfail.test.":
 		resp.Rcode = dns.RcodeServerFailure
-	case name == "_dns.dns.test." && q.Qtype == dns.TypeSVCB && s.echList != nil:
+	case name == "_dns.dns.test." && q.Qtype == dns.TypeSVCB && s.echList.Load() != nil:
 		resp.Answer = append(resp.Answer, &dns.SVCB{
 			Hdr:      dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSVCB, Class: dns.ClassINET, Ttl: 60},
 			Priority: 1, Target: "dns.test.",
-			Value: []dns.SVCBKeyValue{&dns.SVCBAlpn{Alpn: []string{"dot"}}, &dns.SVCBECHConfig{ECH: s.echList}},
+			Value: []dns.SVCBKeyValue{&dns.SVCBAlpn{Alpn: []string{"dot"}}, &dns.SVCBECHConfig{ECH: *s.echList.Load()}},
 		})
 	case name == "dns.test.": // the encrypted test servers' name, for bootstrap
 		if q.Qtype == dns.TypeA {

@@ -79,7 +79,13 @@ func (p *streamPool) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, erro
 			return nil, err
 		}
 		resp, err := sc.roundTrip(ctx, req)
-		if err == nil || attempt >= maxStaleRetries || fresh || !errors.Is(err, errStale) || ctx.Err() != nil {
+		// A connection dialed for this query that failed before answering
+		// anything says the server is broken: no retry. Once it has
+		// answered, it is a reused connection like any other.
+		if fresh && !sc.answered.Load() {
+			return resp, err
+		}
+		if err == nil || attempt >= maxStaleRetries || !errors.Is(err, errStale) || ctx.Err() != nil {
 			return resp, err
 		}
 		p.log.Debug("reused connection failed, retrying on a fresh one", "err", err)

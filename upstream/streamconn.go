@@ -19,13 +19,14 @@ import (
 // turns on wmu, one reader goroutine hands each answer to the query waiting
 // for its ID.
 type streamConn struct {
-	p       *streamPool
-	created time.Time
-	ready   chan struct{} // closed once the dial finished, well or not
-	conn    net.Conn      // set before ready is closed
-	ech     bool
-	load    atomic.Int32 // queries holding a slot, for picking a connection
-	broken  atomic.Bool  // set with err, readable without mu
+	p        *streamPool
+	created  time.Time
+	ready    chan struct{} // closed once the dial finished, well or not
+	conn     net.Conn      // set before ready is closed
+	ech      bool
+	load     atomic.Int32 // queries holding a slot, for picking a connection
+	broken   atomic.Bool  // set with err, readable without mu
+	answered atomic.Bool  // an answer arrived: the connection worked
 
 	wmu sync.Mutex // serialises frames
 
@@ -192,5 +193,6 @@ func (sc *streamConn) deliver(raw []byte) {
 	}
 	delete(sc.calls, id)
 	sc.mu.Unlock()
+	sc.answered.Store(true)
 	c.ch <- result{msg: resp}
 }
