@@ -57,3 +57,23 @@ func (t *Tunnel) Stats() Stats {
 	}
 	return s
 }
+
+// Drops returns the drop counters by reason, a bounded label set for a
+// lamina_ipsec_drops_total{reason} metric.
+func (s Stats) Drops() map[string]uint64 {
+	return map[string]uint64{
+		"replay":      s.In.ReplayDrops,
+		"auth":        s.In.AuthFailures,
+		"malformed":   s.In.DecryptErrors,
+		"padding":     s.In.PadErrors,
+		"dummy":       s.In.DummyDrops,
+		"lifetime":    s.In.LifetimeDrops + s.Out.LifetimeDrops,
+		"unknown_spi": s.UnknownSPI,
+		"no_sa":       s.NoSADrops,
+		"policy":      s.PolicyDrops,
+		"queue_full":  s.QueueDrops,
+		"send_error":  s.SendErrors,
+		"not_ip":      s.InjectErrors,
+		"ike_queue":   s.IKEDropped,
+	}
+}
