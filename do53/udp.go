@@ -50,8 +50,8 @@ func NewServer(cfg Config) (*Server, error) {
 }
 
 // Serve answers queries arriving on pcs until Shutdown or Close, and then
-// returns ErrServerClosed; it returns early with an error only if a socket
-// fails for good. The Server owns pcs and closes them.
+// returns ErrServerClosed. If a socket fails for good, Serve closes the
+// Server and returns that error. The Server owns pcs and closes them.
 func (s *Server) Serve(pcs ...net.PacketConn) error {
 	if len(pcs) == 0 {
 		return errors.New("do53: Serve needs a socket")
@@ -59,6 +59,9 @@ func (s *Server) Serve(pcs ...net.PacketConn) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		for _, pc := range pcs {
+			pc.Close()
+		}
 		return ErrServerClosed
 	}
 	for _, pc := range pcs {
@@ -78,13 +81,16 @@ func (s *Server) Serve(pcs ...net.PacketConn) error {
 	var first error
 	for range pcs {
 		if err := <-errc; err != nil && first == nil {
+			// A socket that keeps failing takes the server down, so that
+			// the caller notices rather than serve at reduced capacity.
 			first = err
+			s.Close()
 		}
 	}
-	if s.closing.Load() {
-		return ErrServerClosed
+	if first != nil {
+		return first
 	}
-	return first
+	return ErrServerClosed
 }
 
 // peer is where a reply goes and, on wildcard sockets, where it comes from.
