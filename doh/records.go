@@ -3,6 +3,7 @@ package doh
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 
 	"golang.org/x/net/http2"
@@ -30,6 +31,7 @@ const (
 // calls, and never buffers: a record boundary is one extra Write.
 type recordConn struct {
 	*tls.Conn
+	out    io.Writer // the TLS connection; a recorder in tests
 	hdr    [frameHeaderLen]byte
 	hdrN   int  // header bytes of the current frame seen so far
 	left   int  // payload bytes of the current frame still to come
@@ -41,7 +43,7 @@ func (c *recordConn) Write(p []byte) (int, error) {
 	start, i := 0, 0
 	cut := func() error {
 		if i > start {
-			if _, err := c.Conn.Write(p[start:i]); err != nil {
+			if _, err := c.out.Write(p[start:i]); err != nil {
 				return err
 			}
 		}
@@ -93,6 +95,6 @@ func serveH2(h2 *http2.Server) func(*http.Server, *tls.Conn, http.Handler) {
 		if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
 			ctx = bc.BaseContext()
 		}
-		h2.ServeConn(&recordConn{Conn: c}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
+		h2.ServeConn(&recordConn{Conn: c, out: c}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
 	}
 }
