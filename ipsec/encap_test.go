@@ -190,6 +190,9 @@ func TestOldInboundSAGrace(t *testing.T) {
 	if len(s.SAs) != 1 || s.In.Packets != 2 || s.PacketsIn != 1 {
 		t.Fatalf("stats %+v", s)
 	}
+	if d := s.Drops(); d["policy"] != 1 || d["unknown_spi"] != 1 || d["auth"] != 0 {
+		t.Fatalf("drops %v", d)
+	}
 }
 
 // ipPacket is a minimal IPv4/UDP packet from src to dst.
