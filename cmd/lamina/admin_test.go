@@ -23,7 +23,7 @@ import (
 // TestDefaultConfigNoFlags runs `lamina serve` exactly as a newcomer would,
 // when the default ports (8053 for DNS, 9153 for admin) are free here.
 func TestDefaultConfigNoFlags(t *testing.T) {
-	for _, a := range []string{"udp:127.0.0.1:8053", "tcp:127.0.0.1:8053", "tcp:127.0.0.1:8853", "tcp:127.0.0.1:9153"} {
+	for _, a := range []string{"udp:127.0.0.1:8053", "tcp:127.0.0.1:8053", "tcp:127.0.0.1:8853", "udp:127.0.0.1:8853", "tcp:127.0.0.1:8443", "udp:127.0.0.1:8443", "tcp:127.0.0.1:9153"} {
 		network, addr, _ := strings.Cut(a, ":")
 		var err error
 		if network == "udp" {
@@ -76,6 +76,9 @@ func TestDefaultConfigNoFlags(t *testing.T) {
 	ca := state + "/lamina/tls/ca.pem"
 	if got := strings.TrimSpace(kdig(t, "127.0.0.1:8853", "+tls-ca="+ca, "+tls-hostname=lamina.home.arpa", "+short", "router.home.arpa")); got != "192.168.1.1" {
 		t.Errorf("kdig over DoT on 8853 = %q", got)
+	}
+	if got := strings.TrimSpace(kdig(t, "127.0.0.1:8443", "+tls-ca="+ca, "+tls-hostname=lamina.home.arpa", "+https", "+short", "router.home.arpa")); got != "192.168.1.1" {
+		t.Errorf("kdig over DoH on 8443 = %q", got)
 	}
 	if got := kdig(t, "127.0.0.1:8053", "+short", "_dns.resolver.arpa", "SVCB"); !strings.Contains(got, "lamina.home.arpa. alpn=dot port=8853") {
 		t.Errorf("DDR record = %q", got)

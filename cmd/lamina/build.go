@@ -45,6 +45,7 @@ type shared struct {
 	upMetrics   *upstream.Metrics
 	do53Metrics *do53.Metrics
 	tls         *tlsconf.Provider // nil without encrypted listeners
+	earlyData   bool              // tls.early_data: 0-RTT on DoQ and h3
 }
 
 // build makes a generation from a validated config. prev, when not nil, is

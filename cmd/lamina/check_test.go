@@ -36,7 +36,7 @@ func TestConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Listeners) != 3 || c.Listeners[0].Parsed.Addr.Port() != 8053 || c.Admin.Address != config.DefaultAdminAddress {
+	if len(c.Listeners) != 6 || c.Listeners[0].Parsed.Addr.Port() != 8053 || c.Admin.Address != config.DefaultAdminAddress {
 		t.Errorf("default config: %+v %+v", c.Listeners, c.Admin)
 	}
 }

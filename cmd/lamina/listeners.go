@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"github.com/laminadns/lamina/config"
 	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/doh"
+	"github.com/laminadns/lamina/doq"
+	"github.com/laminadns/lamina/dot"
 	"github.com/laminadns/lamina/resolver"
 	"github.com/laminadns/lamina/tlsconf"
 )
@@ -17,8 +20,16 @@ import (
 // configuration is unchanged: they hold the swappable handler, not a resolver.
 type listener struct {
 	cfg      config.Listener
-	shutdown func(ctx context.Context) error
+	stopping atomic.Bool // Serve errors after this are the expected ones
+	stop     func(ctx context.Context) error
 	close    func() error
+}
+
+// shutdown stops accepting, lets queries in flight be answered until ctx
+// ends, then closes everything.
+func (l *listener) shutdown(ctx context.Context) error {
+	l.stopping.Store(true)
+	return l.stop(ctx)
 }
 
 // key identifies a listener across reloads: the same key keeps running.
@@ -36,50 +47,116 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 		Listener: l.Name,
 	}
 	addr := l.Parsed.Addr.String()
+	rl := &listener{cfg: l}
 	serve := func(run func() error) {
 		go func() {
-			if err := run(); err != nil && !errors.Is(err, do53.ErrServerClosed) {
+			err := run()
+			if err != nil && !rl.stopping.Load() {
 				fatal <- fmt.Errorf("listener %s: %w", l.Name, err)
 			}
 		}()
 	}
-	switch l.Parsed.Scheme {
+	wrap := func(err error) error { return fmt.Errorf("listener %s: %w", l.Name, err) }
+	var lc net.ListenConfig
+	scheme := l.Parsed.Scheme
+	if scheme != "udp" && scheme != "tcp" && sh.tls == nil {
+		return nil, wrap(errors.New("no TLS provider (encrypted listeners are set up at startup)"))
+	}
+
+	switch scheme {
 	case "udp":
 		srv, err := do53.NewServer(base)
 		if err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 		pcs, err := do53.ListenUDP(ctx, addr, 0)
 		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+			return nil, wrap(err)
 		}
 		serve(func() error { return srv.Serve(pcs...) })
-		return &listener{cfg: l, shutdown: srv.Shutdown, close: srv.Close}, nil
+		rl.stop, rl.close = srv.Shutdown, srv.Close
+
 	case "tcp":
 		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TCP})
 		if err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
-		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+			return nil, wrap(err)
 		}
 		serve(func() error { return srv.Serve(ln) })
-		return &listener{cfg: l, shutdown: srv.Shutdown, close: srv.Close}, nil
+		rl.stop, rl.close = srv.Shutdown, srv.Close
+
 	case "tls":
-		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TLS})
+		base.Logger = sh.log // dot names its component itself
+		srv, err := dot.New(dot.Config{Config: base, TLSConfig: sh.tls.ServerConfig(tlsconf.DoT)})
 		if err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
-		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+			return nil, wrap(err)
 		}
-		tln := tls.NewListener(ln, sh.tls.ServerConfig(tlsconf.DoT))
-		serve(func() error { return srv.Serve(tln) })
-		return &listener{cfg: l, shutdown: srv.Shutdown, close: srv.Close}, nil
+		serve(func() error { return srv.Serve(ln) })
+		rl.stop, rl.close = srv.Shutdown, srv.Close
+
+	case "https", "h3":
+		proto := tlsconf.DoH
+		if scheme == "h3" {
+			proto = tlsconf.H3
+		}
+		srv, err := doh.New(doh.Config{
+			Handler:   h,
+			TLSConfig: sh.tls.ServerConfig(proto),
+			Path:      l.Parsed.Path,
+			Listener:  l.Name,
+			Logger:    sh.log,
+			Metrics:   sh.do53Metrics,
+			Allow0RTT: sh.earlyData,
+		})
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if scheme == "https" {
+			ln, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				return nil, wrap(err)
+			}
+			serve(func() error { return srv.Serve(ln) })
+			rl.stop, rl.close = srv.Shutdown, srv.Close
+			break
+		}
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		serve(func() error { return srv.ServeH3(pc) })
+		rl.stop = func(ctx context.Context) error { defer pc.Close(); return srv.Shutdown(ctx) }
+		rl.close = func() error { return errors.Join(srv.Close(), pc.Close()) }
+
+	case "quic":
+		srv, err := doq.New(doq.Config{
+			Handler:   h,
+			TLSConfig: sh.tls.ServerConfig(tlsconf.DoQ),
+			Listener:  l.Name,
+			Logger:    sh.log,
+			Metrics:   sh.do53Metrics,
+			Allow0RTT: sh.earlyData,
+		})
+		if err != nil {
+			return nil, wrap(err)
+		}
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		serve(func() error { return srv.Serve(pc) })
+		rl.stop = func(ctx context.Context) error { defer pc.Close(); return srv.Shutdown(ctx) }
+		rl.close = func() error { return errors.Join(srv.Close(), pc.Close()) }
+
+	default:
+		return nil, wrap(fmt.Errorf("unknown scheme %q", scheme))
 	}
-	return nil, fmt.Errorf("listener %s: %s:// listeners are not available in this build yet", l.Name, l.Parsed.Scheme)
+	return rl, nil
 }

@@ -76,6 +76,7 @@ func (a *app) run(cfg *config.Config) int {
 	a.sh = &shared{log: log, reg: reg, upMetrics: upstream.NewMetrics(reg), do53Metrics: do53.NewMetrics(reg)}
 	reg.MustRegister(newCacheCollector(&a.h))
 	if needsTLS(cfg) {
+		a.sh.earlyData = cfg.TLS.EarlyData
 		if a.sh.tls, err = newTLSProvider(cfg, log); err != nil {
 			fmt.Fprintf(a.stderr, "lamina: tls: %v\n", err)
 			return exitConfig
