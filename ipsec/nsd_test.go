@@ -155,10 +155,10 @@ func rekey(t testing.TB, client, server *Tunnel, gen uint32) {
 	must(client.InstallChildSA(mustESP(t, s2c, esp.Inbound), mustESP(t, c2s, esp.Outbound)))
 	must(server.SetOutbound(mustESP(t, s2c, esp.Outbound)))
 	for _, spi := range oldC {
-		client.RemoveInbound(spi, 100*time.Millisecond)
+		client.RemoveInbound(spi, 500*time.Millisecond)
 	}
 	for _, spi := range oldS {
-		server.RemoveInbound(spi, 100*time.Millisecond)
+		server.RemoveInbound(spi, 500*time.Millisecond)
 	}
 }
 
@@ -251,7 +251,10 @@ func TestRekeyUnderLoadLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	time.Sleep(200 * time.Millisecond) // let the grace timers retire the old SAs
+	// Let the grace timers retire the old SAs.
+	for i := 0; i < 200 && (len(client.Stats().SAs) > 2 || len(server.Stats().SAs) > 2); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
 	cs, ss := client.Stats(), server.Stats()
 	t.Logf("%d queries answered; client %d SAs live, switches %d", answered.Load(), len(cs.SAs), cs.Switches)
 	for _, s := range []Stats{cs, ss} {
