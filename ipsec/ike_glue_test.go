@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +268,80 @@ func TestIKETunnelGatewayRestart(t *testing.T) {
 	t.Logf("queries succeed again %v after the gateway restart", time.Since(start).Round(100*time.Millisecond))
 	if st := tun.IKEStatus(); st.LastErr != nil {
 		t.Errorf("LastErr %v after recovery", st.LastErr)
+	}
+}
+
+// TestIKETunnelRekeySoak keeps 4 query loops running over the tunnel while
+// both sides rekey CHILD_SAs every few seconds and the gateway rekeys the
+// IKE SA: no query may be lost. 12 s give about 25 CHILD and 2 IKE rekeys;
+// LAMINA_IPSEC_SOAK=3m runs the long form.
+func TestIKETunnelRekeySoak(t *testing.T) {
+	g := labGateway()
+	// Hard lifetimes well past the rekey times: an IKE SA expiring while
+	// its rekey waits behind a CHILD exchange is deleted, not rekeyed.
+	g.ConnExtra = "    rekey_time = 5s\n    over_time = 30s\n    rand_time = 1s\n"
+	g.ChildExtra = "        rekey_time = 3s\n        life_time = 30s\n        rand_time = 1s\n"
+	lab := iketest.Start(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := labIKE()
+	cfg.ChildRekey = 2500 * time.Millisecond
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	dur := 12 * time.Second
+	if testing.Short() {
+		dur = 4 * time.Second
+	}
+	if d, err := time.ParseDuration(os.Getenv("LAMINA_IPSEC_SOAK")); err == nil {
+		dur = d // e.g. LAMINA_IPSEC_SOAK=3m for the long form
+	}
+	var sent, lost atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(dur)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u, err := tun.DialContext(ctx, "udp", netip.AddrPortFrom(iketest.DNSAddr, 53).String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer u.Close()
+			buf := make([]byte, 1500)
+			for id := uint16(w << 12); time.Now().Before(deadline); id++ {
+				sent.Add(1)
+				u.Write(iketest.DNSQuery(id, "www."+iketest.Zone))
+				u.SetReadDeadline(time.Now().Add(2 * time.Second))
+				for {
+					n, err := u.Read(buf)
+					if err != nil {
+						lost.Add(1)
+						t.Logf("query %#x lost: %v", id, err)
+						break
+					}
+					if n >= 2 && binary.BigEndian.Uint16(buf) == id {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	log := lab.Log()
+	childRekeys := strings.Count(log, "CHILD_SA internal{") - 1
+	ikeRekeys := strings.Count(log, "rekeyed between")
+	t.Logf("%d queries, %d lost, %d CHILD_SAs rekeyed, %d IKE rekeys in %v", sent.Load(), lost.Load(), strings.Count(log, "established with SPIs")-1, ikeRekeys, dur)
+	if lost.Load() != 0 {
+		t.Errorf("%d of %d queries lost across rekeys", lost.Load(), sent.Load())
+	}
+	if childRekeys < 3 {
+		t.Errorf("only %d CHILD rekeys happened", childRekeys)
+	}
+	if st := tun.IKEStatus(); !st.Up || st.Ups != 1 {
+		t.Errorf("status %+v: the IKE SA was re-established instead of rekeyed", st)
 	}
 }

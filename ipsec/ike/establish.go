@@ -80,7 +80,7 @@ func (s *Session) ikeSAInit(ctx context.Context) (*initResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := s.roundTrip(ctx, [][]byte{req}, wire.IKESAInit, 0, false)
+		r, err := s.roundTrip(ctx, s.ike, [][]byte{req}, wire.IKESAInit, 0, false)
 		if err != nil {
 			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
 		}
@@ -224,15 +224,10 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 	inSPI := s.newSPI32()
 	tsi, tsr := s.trafficSelectors()
 	ps = append(ps, saPayload(wire.ProtoESP, binary.BigEndian.AppendUint32(nil, inSPI), s.cfg.ESPProposals, false), tsi, tsr)
-	req, err := s.seal(s.ike, s.header(wire.IKEAuth, 1, false), ps)
-	if err != nil {
-		return err
-	}
-	r, err := s.roundTrip(ctx, req, wire.IKEAuth, 1, true)
+	r, err := s.request(ctx, wire.IKEAuth, ps)
 	if err != nil {
 		return fmt.Errorf("IKE_AUTH: %w", err)
 	}
-	s.ike.nextOut = 2
 	if n := findNotify(r.payloads, wire.NotifyAuthenticationFailed); n != nil {
 		return fmt.Errorf("%w: %w", ErrAuth, &NotifyError{Type: n.NotifyType, Exchange: "IKE_AUTH"})
 	}

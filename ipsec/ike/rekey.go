@@ -343,13 +343,7 @@ func (s *Session) rekeyChild(ctx context.Context, old *child) error {
 			ps = append(ps, &wire.KE{Group: group, Data: k.public()})
 		}
 		ps = append(ps, &wire.TS{Selectors: old.sa.Local}, &wire.TS{Responder: true, Selectors: old.sa.Remote})
-		id := s.ike.nextOut
-		req, err := s.seal(s.ike, s.header(wire.CreateChildSA, id, false), ps)
-		if err != nil {
-			return err
-		}
-		r, err := s.roundTrip(ctx, req, wire.CreateChildSA, id, true)
-		s.ike.nextOut++
+		r, err := s.request(ctx, wire.CreateChildSA, ps)
 		if err != nil {
 			return fmt.Errorf("CREATE_CHILD_SA: %w", err)
 		}

@@ -114,13 +114,7 @@ func (s *Session) inbound(raw []byte) error {
 // informational sends an INFORMATIONAL request with ps (none for a liveness
 // probe) and waits for the answer.
 func (s *Session) informational(ctx context.Context, ps []wire.Payload) error {
-	id := s.ike.nextOut
-	req, err := s.seal(s.ike, s.header(wire.Informational, id, false), ps)
-	if err != nil {
-		return err
-	}
-	_, err = s.roundTrip(ctx, req, wire.Informational, id, true)
-	s.ike.nextOut++
+	_, err := s.request(ctx, wire.Informational, ps)
 	return err
 }
 

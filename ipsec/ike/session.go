@@ -241,7 +241,7 @@ type response struct {
 // resending the identical bytes with backoff (RFC 7296 §2.1). Gateway
 // requests arriving meanwhile are answered. encrypted=false is for
 // IKE_SA_INIT, whose response carries the SPIr we learn from it.
-func (s *Session) roundTrip(ctx context.Context, req [][]byte, exch uint8, id uint32, encrypted bool) (*response, error) {
+func (s *Session) roundTrip(ctx context.Context, sa *ikeSA, req [][]byte, exch uint8, id uint32, encrypted bool) (*response, error) {
 	wait := s.cfg.RetransmitTimeout
 	for try := 0; try < s.cfg.RetransmitTries; try++ {
 		s.send(req)
@@ -254,7 +254,7 @@ func (s *Session) roundTrip(ctx context.Context, req [][]byte, exch uint8, id ui
 			case <-t.C:
 				waiting = false
 			case raw := <-s.in:
-				r, err := s.accept(raw, exch, id, encrypted)
+				r, err := s.accept(raw, sa, exch, id, encrypted)
 				if err != nil {
 					s.log.Debug("dropping message", "err", err)
 					continue
@@ -270,21 +270,35 @@ func (s *Session) roundTrip(ctx context.Context, req [][]byte, exch uint8, id ui
 	return nil, fmt.Errorf("%w: %d tries", ErrTimeout, s.cfg.RetransmitTries)
 }
 
+// request sends one encrypted request on the current IKE SA and waits for
+// its response. The exchange completes on that SA even if the gateway
+// rekeys the IKE SA meanwhile (RFC 7296 §2.18).
+func (s *Session) request(ctx context.Context, exch uint8, ps []wire.Payload) (*response, error) {
+	sa := s.ike
+	id := sa.nextOut
+	sa.nextOut++
+	req, err := s.seal(sa, sa.header(exch, id, false), ps)
+	if err != nil {
+		return nil, err
+	}
+	return s.roundTrip(ctx, sa, req, exch, id, true)
+}
+
 // accept handles one inbound message while we wait for a response: it
 // returns the response when raw is it, answers gateway requests, and drops
 // the rest.
-func (s *Session) accept(raw []byte, exch uint8, id uint32, encrypted bool) (*response, error) {
+func (s *Session) accept(raw []byte, sa *ikeSA, exch uint8, id uint32, encrypted bool) (*response, error) {
 	m, err := wire.Parse(raw)
 	if err != nil {
 		return nil, err
 	}
 	if !encrypted {
-		if m.SPIi != s.ike.spiI || !m.IsResponse() {
+		if m.SPIi != sa.spiI || !m.IsResponse() {
 			return nil, errors.New("not our IKE_SA_INIT response")
 		}
 	} else if !m.IsResponse() {
 		return nil, s.inbound(raw)
-	} else if m.SPIi != s.ike.spiI || m.SPIr != s.ike.spiR {
+	} else if m.SPIi != sa.spiI || m.SPIr != sa.spiR {
 		return nil, errors.New("response for another IKE SA")
 	}
 	if m.MessageID != id || m.Exchange != exch {
@@ -293,7 +307,7 @@ func (s *Session) accept(raw []byte, exch uint8, id uint32, encrypted bool) (*re
 	if !encrypted {
 		return &response{raw: raw, msg: m, payloads: m.Payloads}, nil
 	}
-	ps, complete, err := s.open(s.ike, raw, m)
+	ps, complete, err := s.open(sa, raw, m)
 	if err != nil || !complete {
 		return nil, err
 	}

@@ -383,6 +383,7 @@ www IN A 192.0.2.80
   xfrdir: "%s"
   logfile: "%s/nsd-own.log"
   verbosity: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
