@@ -245,3 +245,53 @@ func TestHardExpiryClearsOutbound(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// Without Config.Conn the tunnel dials the gateway itself (port 4500 by
+// default; here the test's port).
+func TestDialsGateway(t *testing.T) {
+	gw, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	tun, err := New(context.Background(), Config{Gateway: gw.LocalAddr().(*net.UDPAddr).AddrPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	if err := tun.SendIKE(context.Background(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	gw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := gw.ReadFromUDP(buf)
+	if err != nil || !bytes.Equal(buf[:n], []byte("\x00\x00\x00\x00hello")) {
+		t.Fatalf("gateway got %q, %v", buf[:n], err)
+	}
+	gw.WriteToUDP([]byte("\x00\x00\x00\x00world"), from)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if msg, err := tun.ReadIKE(ctx); err != nil || string(msg) != "world" {
+		t.Fatalf("ReadIKE = %q, %v", msg, err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	a, _ := udpPair(t)
+	bad := []Config{
+		{},
+		{Conn: a, MTU: 100},
+		{Conn: a, RemoteTS: []netip.Prefix{{}}},
+		{Conn: a, MTU: 1200, Addresses: []netip.Addr{client6}},
+		{Conn: a, Manual: &Manual{In: StaticSA{SPI: 0x1000, Suite: "aes128gcm16", Key: "zz"}}},
+		{Conn: a, Manual: &Manual{In: StaticSA{SPI: 0x1000, Suite: "3des", Key: testKey}}},
+		{Conn: a, Manual: &Manual{In: StaticSA{SPI: 0x1000, Suite: "aes128gcm16", Key: testKey},
+			Out: StaticSA{SPI: 0x1001, Suite: "aes128gcm16", Key: testKey[:8]}}},
+	}
+	for i, cfg := range bad {
+		if tun, err := New(context.Background(), cfg); err == nil {
+			tun.Close()
+			t.Errorf("config %d accepted", i)
+		}
+	}
+}
