@@ -63,7 +63,8 @@ func New(cfg Config) (*Cache, error) {
 }
 
 // Close releases the Redis connection and stops listening for flushes; the
-// local cache keeps working. It is a no-op without Redis.
+// local cache keeps working (Redis is then skipped as down). It is idempotent
+// and a no-op without Redis.
 func (c *Cache) Close() error {
 	if c.l2 == nil {
 		return nil

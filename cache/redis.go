@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,8 @@ type RedisConfig struct {
 	URL string
 
 	// Prefix starts every key and names the flush channel; instances that
-	// share a cache share it. "" means "lamina:cache:".
+	// share a cache share it. "" means "lamina:cache:". Entries carry their
+	// absolute expiry, so the instances' clocks should agree (NTP).
 	Prefix string
 
 	// Timeout bounds each Redis operation on the query path; 0 means 50 ms.
@@ -56,6 +58,10 @@ type redisL2 struct {
 
 	downUntil           atomic.Int64 // unix ns; Redis is skipped before it
 	hits, misses, fails atomic.Uint64
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
 }
 
 func newRedis(cfg RedisConfig, c *Cache) (*redisL2, error) {
@@ -117,7 +123,7 @@ func (l *redisL2) onFlush(payload string, c *Cache) {
 	}
 }
 
-func (l *redisL2) up(now int64) bool { return now >= l.downUntil.Load() }
+func (l *redisL2) up(now int64) bool { return now >= l.downUntil.Load() && !l.closed.Load() }
 
 func (l *redisL2) fail(now int64, err error) {
 	l.fails.Add(1)
@@ -212,9 +218,13 @@ func (l *redisL2) flush(name []byte, presentation string) error {
 }
 
 func (l *redisL2) close() error {
-	err := l.sub.Close()
-	<-l.done
-	return errors.Join(err, l.rdb.Close())
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		err := l.sub.Close()
+		<-l.done
+		l.closeErr = errors.Join(err, l.rdb.Close())
+	})
+	return l.closeErr
 }
 
 // globEscape quotes s for a Redis MATCH pattern.

@@ -141,6 +141,14 @@ func TestRedisSharedBetweenInstances(t *testing.T) {
 		t.Errorf("SERVFAIL shared: %v", fr)
 	}
 
+	// Closed, B keeps its local entries and no longer asks Redis.
+	if err := b.Close(); err != nil || b.Close() != nil {
+		t.Errorf("Close twice: %v", err)
+	}
+	if _, fr := b.Get(q, false); fr != resolver.Fresh {
+		t.Errorf("local entry lost at Close: %v", fr)
+	}
+
 	// Serve-stale works from Redis too: C starts after the answer expired.
 	clk.Advance(time.Hour)
 	c := redisCache(t, url, clk)
