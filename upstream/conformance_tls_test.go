@@ -1,8 +1,14 @@
 package upstream
 
 import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // encryptedTransports start s's answers behind each encrypted transport and
@@ -51,6 +57,61 @@ func TestConformanceEncrypted(t *testing.T) {
 			t.Run("Timeout", func(t *testing.T) { testTimeout(t, newUp(t, 300*time.Millisecond)) })
 			t.Run("Closed", func(t *testing.T) { testClosed(t, newUp(t, 0)) })
 			t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newUp(t, 0)) })
+		})
+	}
+}
+
+// TestGroupEncrypted: the group strategies over encrypted transports; the
+// DoT server dies mid-run and no query fails.
+func TestGroupEncrypted(t *testing.T) {
+	pki := newPKI(t)
+	for _, s := range []Strategy{Failover, Race, RoundRobin, Fastest} {
+		t.Run(s.String(), func(t *testing.T) {
+			dotSrv, backup := startServer(t), startServer(t)
+			l, err := tls.Listen("tcp", "127.0.0.1:0", pki.serverConfig("dot"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dot := &dns.Server{Listener: l, Net: "tcp-tls", Handler: dns.HandlerFunc(dotSrv.serve)}
+			started := make(chan struct{})
+			dot.NotifyStartedFunc = func() { close(started) }
+			go dot.ActivateAndServe()
+			<-started
+			var stopOnce sync.Once
+			stop := func() { stopOnce.Do(func() { dot.Shutdown() }) }
+			t.Cleanup(stop)
+
+			var ups []Upstream
+			for _, url := range []string{
+				"tls://" + l.Addr().String(),
+				"quic://" + backup.startDoQ(t, pki.serverConfig("doq")).String(),
+				backup.startDoH(t, pki.serverConfig("h2"), backup.dohHandler),
+			} {
+				u, err := Parse(url, pki.clientOptions())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ups = append(ups, u)
+			}
+			g := newGroup(t, GroupConfig{Strategy: s, Upstreams: ups, ProbeInterval: time.Hour})
+			var wg sync.WaitGroup
+			for i := range 150 {
+				if i == 50 {
+					stop()
+				}
+				wg.Go(func() {
+					resp, err := g.Exchange(context.Background(), query(fmt.Sprintf("q%d.test.", i%100), dns.TypeA))
+					if err != nil {
+						t.Errorf("query %d: %v", i, err)
+					} else if answerIP(resp) != indexIP(i%100) {
+						t.Errorf("query %d: wrong answer", i)
+					}
+				})
+				if i%10 == 9 {
+					wg.Wait()
+				}
+			}
+			wg.Wait()
 		})
 	}
 }

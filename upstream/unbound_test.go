@@ -20,22 +20,28 @@ import (
 // unbound is a real Unbound serving DoT and DoH (h2) on 127.0.0.1 from
 // local data with the names the conformance suite asks for.
 type unbound struct {
-	dot, doh string // upstream URLs
+	dot, doh, udp, tcp string // upstream URLs
 }
 
 func startUnbound(t testing.TB, pki *testPKI, idle time.Duration) *unbound {
 	t.Helper()
 	bin := testenv.Tool(t, "unbound")
 	dir := t.TempDir()
-	dotPort, dohPort := testenv.FreePort(t), testenv.FreePort(t)
-	for dohPort == dotPort {
-		dohPort = testenv.FreePort(t)
+	ports := map[int]bool{}
+	for len(ports) < 3 {
+		ports[testenv.FreePort(t)] = true
 	}
+	var pl []int
+	for p := range ports {
+		pl = append(pl, p)
+	}
+	dotPort, dohPort, plainPort := pl[0], pl[1], pl[2]
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `server:
   verbosity: 0
   interface: 127.0.0.1@%[1]d
   interface: 127.0.0.1@%[2]d
+  interface: 127.0.0.1@%[7]d
   tls-port: %[1]d
   https-port: %[2]d
   tls-service-key: %[3]q
@@ -57,7 +63,7 @@ func startUnbound(t testing.TB, pki *testPKI, idle time.Duration) *unbound {
   local-zone: "example." static
   local-data: "www.test. 300 A 192.0.2.1"
   local-data: "www.example. 300 A 192.0.2.1"
-`, dotPort, dohPort, pki.keyFile, pki.certFile, dir, idle.Milliseconds())
+`, dotPort, dohPort, pki.keyFile, pki.certFile, dir, idle.Milliseconds(), plainPort)
 	for i := range 100 {
 		fmt.Fprintf(&conf, "  local-data: \"q%d.test. 300 A %s\"\n", i, indexIP(i))
 	}
@@ -99,6 +105,8 @@ func startUnbound(t testing.TB, pki *testPKI, idle time.Duration) *unbound {
 	return &unbound{
 		dot: "tls://" + addr,
 		doh: fmt.Sprintf("https://127.0.0.1:%d/dns-query", dohPort),
+		udp: fmt.Sprintf("udp://127.0.0.1:%d", plainPort),
+		tcp: fmt.Sprintf("tcp://127.0.0.1:%d", plainPort),
 	}
 }
 
