@@ -32,7 +32,7 @@
 //
 // Dependencies: *Cache satisfies resolver.Cache. Go matches interface methods
 // by identical types, so this package imports package resolver for the
-// Freshness type alone (and DefaultUDPSize); resolver never imports cache, so
+// Freshness type alone; resolver never imports cache, so
 // there is no cycle. Nothing else of resolver is used here.
 //
 // RFCs: 1035, 2181 §5.2 (one TTL per RRset), 2308 (negative caching), 4035
