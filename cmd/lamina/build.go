@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +70,7 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 		if !found {
 			i := slices.IndexFunc(cfg.UpstreamGroups, func(x config.UpstreamGroup) bool { return x.Name == r.Group })
 			var err error
-			if u, err = buildGroup(cfg.UpstreamGroups[i], sh); err != nil {
+			if u, err = buildGroup(cfg, cfg.UpstreamGroups[i], sh, &g.groups); err != nil {
 				return nil, err
 			}
 			byName[r.Group] = u
@@ -122,49 +123,88 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 	return g, nil
 }
 
-// buildGroup makes an upstream.Group from its config.
-func buildGroup(gc config.UpstreamGroup, sh *shared) (upstream.Upstream, error) {
-	if gc.Tunnel != "" {
-		return nil, fmt.Errorf("upstream group %q: tunnel %q: IPsec tunnels are not wired into this build yet", gc.Name, gc.Tunnel)
-	}
-	strategy, err := upstream.ParseStrategy(cmp.Or(gc.Strategy, "failover"))
-	if err != nil {
+// buildGroup makes an upstream.Group from its config. The group owns its
+// upstreams; bootstrap upstreams, which the group does not close, are
+// appended to owned.
+func buildGroup(cfg *config.Config, gc config.UpstreamGroup, sh *shared, owned *[]upstream.Upstream) (upstream.Upstream, error) {
+	fail := func(err error) (upstream.Upstream, error) {
 		return nil, fmt.Errorf("upstream group %q: %w", gc.Name, err)
 	}
-	opts := upstream.Options{
-		Timeout: gc.TryTimeout.D(),
-		Logger:  sh.log.With("component", "upstream"),
-		Metrics: sh.upMetrics,
+	if gc.Tunnel != "" {
+		return fail(fmt.Errorf("tunnel %q: IPsec tunnels are not wired into this build yet", gc.Tunnel))
 	}
-	var ups []upstream.Upstream
-	for _, raw := range gc.Upstreams {
-		u, err := upstream.Parse(raw, opts)
-		if err != nil {
-			for _, x := range ups {
-				x.Close()
-			}
-			return nil, fmt.Errorf("upstream group %q: %w", gc.Name, err)
-		}
-		ups = append(ups, u)
-	}
-	grp, err := upstream.NewGroup(upstream.GroupConfig{
-		Name:      gc.Name,
-		Upstreams: ups,
-		Strategy:  strategy,
-		Stagger:   gc.Stagger.D(),
-		Logger:    sh.log.With("component", "upstream"),
-		Metrics:   sh.upMetrics,
-	})
+	strategy, err := upstream.ParseStrategy(gc.Strategy)
 	if err != nil {
-		for _, x := range ups {
-			x.Close()
+		return fail(err)
+	}
+	ech, err := upstream.ParseECHPolicy(gc.ECH)
+	if err != nil {
+		return fail(err)
+	}
+	log := sh.log.With("component", "upstream")
+	opts := upstream.Options{
+		Timeout:    gc.TryTimeout.D(),
+		Logger:     log,
+		Metrics:    sh.upMetrics,
+		ServerName: gc.ServerName,
+		CAFile:     cfg.Path(gc.CAFile),
+		PinSHA256:  gc.PinSHA256,
+		ECH:        ech,
+		IPs:        gc.IPs,
+	}
+	if gc.ECHConfig != "" {
+		if opts.ECHConfigList, err = base64.StdEncoding.DecodeString(gc.ECHConfig); err != nil {
+			return fail(fmt.Errorf("ech_config: %w", err))
 		}
-		return nil, err
+	}
+	if len(gc.Bootstrap) > 0 {
+		boot, err := newGroup(gc.Name+"/bootstrap", gc.Bootstrap, upstream.Failover, 0,
+			upstream.Options{Timeout: gc.TryTimeout.D(), Logger: log, Metrics: sh.upMetrics}, sh)
+		if err != nil {
+			return fail(fmt.Errorf("bootstrap: %w", err))
+		}
+		*owned = append(*owned, boot)
+		opts.Bootstrap = boot
+	}
+	grp, err := newGroup(gc.Name, gc.Upstreams, strategy, gc.Stagger.D(), opts, sh)
+	if err != nil {
+		return fail(err)
 	}
 	if gc.Timeout > 0 {
 		return timeoutUpstream{grp, gc.Timeout.D()}, nil
 	}
 	return grp, nil
+}
+
+// newGroup parses urls with opts into a group; on error nothing stays open.
+func newGroup(name string, urls []string, s upstream.Strategy, stagger time.Duration, opts upstream.Options, sh *shared) (*upstream.Group, error) {
+	var ups []upstream.Upstream
+	closeAll := func() {
+		for _, u := range ups {
+			u.Close()
+		}
+	}
+	for _, raw := range urls {
+		u, err := upstream.Parse(raw, opts)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		ups = append(ups, u)
+	}
+	g, err := upstream.NewGroup(upstream.GroupConfig{
+		Name:      name,
+		Upstreams: ups,
+		Strategy:  s,
+		Stagger:   stagger,
+		Logger:    opts.Logger,
+		Metrics:   sh.upMetrics,
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return g, nil
 }
 
 // timeoutUpstream bounds a whole group exchange (upstream_groups[].timeout),
