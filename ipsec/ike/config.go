@@ -126,6 +126,10 @@ type Config struct {
 	// after ChildRekey minus up to 10% jitter (zero: 50 min, below
 	// strongSwan's 1 h; negative: never).
 	ChildRekey time.Duration
+	// IKERekey is the IKE SA soft lifetime, with the same jitter (zero:
+	// 3 h, below strongSwan's 4 h; negative: never). The gateway may rekey
+	// first; either way the CHILD_SAs carry over.
+	IKERekey time.Duration
 	// PFS, when set, runs a KE with this group in CHILD_SA rekeys; it must
 	// be in ESPProposals' Groups (or those are taken to be just this group).
 	PFS uint16

@@ -158,6 +158,7 @@ func (s *Session) finishInit(r *response, k kex, req, ni []byte) (*initResult, e
 		return nil, err
 	}
 	s.ike.nextOut = 1
+	s.ike.rekeyAt = jitter(s.cfg.IKERekey)
 	s.mu.Lock()
 	s.info.Group = st.group
 	s.mu.Unlock()

@@ -151,6 +151,9 @@ func (s *Session) onCreateChildSA(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 		return notifyPayload(wire.NotifyTemporaryFailure, nil), nil
 	}
 	if r.sa.Proposals[0].Protocol == wire.ProtoIKE {
+		if s.rekeyingIKE {
+			return notifyPayload(wire.NotifyTemporaryFailure, nil), nil // RFC 7296 §2.25
+		}
 		return s.onIKERekey(r)
 	}
 	if r.rekey == nil || r.tsi == nil || r.tsr == nil {
@@ -237,6 +240,7 @@ func (s *Session) onCreateChildSA(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 	}
 	old.replacedBy = inSPI
 	c.rekeyAt = old.rekeyAt
+	s.counted(1, 0)
 	s.log.Info("gateway rekeyed CHILD_SA", "old_in_spi", fmt.Sprintf("%08x", old.sa.InSPI), "new_in_spi", fmt.Sprintf("%08x", inSPI))
 	return resp, nil
 }
@@ -297,8 +301,10 @@ func (s *Session) onIKERekey(r createReq) ([]wire.Payload, func() error) {
 	prop.SPI = binary.BigEndian.AppendUint64(nil, spiR)
 	resp := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{prop}}, &wire.Nonce{Data: nr}, &wire.KE{Group: r.ke.Group, Data: k.public()}}
 	next := &ikeSA{spiI: spiI, spiR: spiR, weInit: false, suite: st, keys: keys, frag: s.ike.frag}
+	next.rekeyAt = jitter(s.cfg.IKERekey)
 	return resp, func() error {
 		s.oldIKE, s.ike = s.ike, next
+		s.counted(0, 1)
 		s.log.Info("gateway rekeyed the IKE SA", "group", st.group)
 		return nil
 	}
@@ -306,12 +312,92 @@ func (s *Session) onIKERekey(r createReq) ([]wire.Payload, func() error) {
 
 // rekeyDelay is ChildRekey minus up to 10% jitter, so we usually rekey
 // before the gateway and two tunnels do not rekey in lockstep.
-func (s *Session) rekeyTime() time.Time {
-	d := s.cfg.ChildRekey
+func (s *Session) rekeyTime() time.Time { return jitter(s.cfg.ChildRekey) }
+
+// jitter is now + d minus up to 10%, or zero (never) for d <= 0.
+func jitter(d time.Duration) time.Time {
 	if d <= 0 {
 		return time.Time{}
 	}
 	return time.Now().Add(d - time.Duration(rand.Int64N(int64(d/10)+1)))
+}
+
+func (s *Session) counted(child, ike int) {
+	s.mu.Lock()
+	s.info.ChildRekeys += child
+	s.info.IKERekeys += ike
+	s.mu.Unlock()
+}
+
+// rekeyIKE replaces the IKE SA (RFC 7296 §1.3.2, §2.18): we stay the
+// initiator, the CHILD_SAs move to the new SA and the old one is deleted.
+func (s *Session) rekeyIKE(ctx context.Context) error {
+	s.rekeyingIKE = true
+	defer func() { s.rekeyingIKE = false }()
+	old := s.ike
+	group := old.suite.group
+	spiI := s.newSPI64()
+	ni := s.nonce()
+	for attempt := 0; attempt < 3; attempt++ {
+		k, err := newKex(group, s.rand)
+		if err != nil {
+			return err
+		}
+		offered := s.cfg.IKEProposals
+		r, err := s.request(ctx, wire.CreateChildSA, []wire.Payload{
+			saPayload(wire.ProtoIKE, binary.BigEndian.AppendUint64(nil, spiI), offered, true),
+			&wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: k.public()},
+		})
+		if err != nil {
+			return fmt.Errorf("IKE rekey: %w", err)
+		}
+		if n := findNotify(r.payloads, wire.NotifyInvalidKEPayload); n != nil && len(n.Data) == 2 {
+			group = binary.BigEndian.Uint16(n.Data)
+			continue
+		}
+		if err := notifyError(r.payloads, "CREATE_CHILD_SA (IKE rekey)"); err != nil {
+			return err
+		}
+		cr := parseCreate(r.payloads)
+		if cr.sa == nil || cr.ke == nil || cr.ni == nil {
+			return errors.New("ike: IKE rekey response lacks SA, KE or Nonce")
+		}
+		st, spi, err := chosen(cr.sa, wire.ProtoIKE, offered, true)
+		if err != nil {
+			return err
+		}
+		if len(spi) != 8 || st.group != group || cr.ke.Group != group {
+			return errors.New("ike: IKE rekey response with a bad SPI or KE group")
+		}
+		gir, err := k.shared(cr.ke.Data)
+		if err != nil {
+			return err
+		}
+		nr := cr.ni
+		spiR := binary.BigEndian.Uint64(spi)
+		keys, err := deriveIKE(st, old.keys.prf.sum(old.keys.d, gir, ni, nr), ni, nr, spiI, spiR, true, s.rand)
+		if err != nil {
+			return err
+		}
+		s.oldIKE = old
+		s.ike = &ikeSA{spiI: spiI, spiR: spiR, weInit: true, suite: st, keys: keys, frag: old.frag, rekeyAt: jitter(s.cfg.IKERekey)}
+		s.counted(0, 1)
+		s.log.Info("rekeyed the IKE SA", "group", st.group)
+		// Delete the old IKE SA on itself; its CHILD_SAs now belong to the new one.
+		del, err := s.seal(old, old.header(wire.Informational, old.nextOut, false), []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+		if err == nil {
+			old.nextOut++
+			_, err = s.roundTrip(ctx, old, del, wire.Informational, old.nextOut-1, true)
+		}
+		if s.oldIKE == old {
+			s.oldIKE = nil
+		}
+		if err != nil {
+			s.log.Debug("deleting the rekeyed IKE SA", "err", err)
+		}
+		return nil
+	}
+	return errors.New("ike: IKE rekey: too many INVALID_KE_PAYLOAD answers")
 }
 
 // rekeyChild replaces old with a new CHILD_SA (RFC 7296 §1.3.3), switches
@@ -383,6 +469,7 @@ func (s *Session) rekeyChild(ctx context.Context, old *child) error {
 			return err
 		}
 		old.replacedBy = inSPI
+		s.counted(1, 0)
 		s.log.Info("rekeyed CHILD_SA", "old_in_spi", fmt.Sprintf("%08x", old.sa.InSPI), "new_in_spi", fmt.Sprintf("%08x", inSPI))
 		return s.deleteChild(ctx, old)
 	}

@@ -24,7 +24,16 @@ func (s *Session) run(ctx context.Context) {
 	for {
 		select {
 		case <-rekey.C:
-			if c := s.nextRekey(); c != nil && !time.Now().Before(c.rekeyAt) {
+			if at := s.ike.rekeyAt; !at.IsZero() && !time.Now().Before(at) {
+				if err := s.rekeyIKE(ctx); err != nil {
+					if errors.Is(err, ErrTimeout) {
+						s.fail(fmt.Errorf("rekeying the IKE SA: %w", err))
+						return
+					}
+					s.log.Warn("rekeying the IKE SA", "err", err)
+					s.ike.rekeyAt = time.Now().Add(10*time.Second + time.Duration(rand.Int64N(int64(5*time.Second))))
+				}
+			} else if c := s.nextRekey(); c != nil && !time.Now().Before(c.rekeyAt) {
 				if err := s.rekeyChild(ctx, c); err != nil {
 					if errors.Is(err, ErrTimeout) {
 						s.fail(fmt.Errorf("rekeying CHILD_SA: %w", err))
@@ -77,11 +86,14 @@ func (s *Session) nextRekey() *child {
 }
 
 func (s *Session) rekeyWait() time.Duration {
-	c := s.nextRekey()
-	if s.cfg.ChildRekey < 0 || c == nil {
-		return time.Hour
+	w := time.Hour
+	if c := s.nextRekey(); c != nil {
+		w = min(w, max(time.Until(c.rekeyAt), 0))
 	}
-	return max(time.Until(c.rekeyAt), 0)
+	if at := s.ike.rekeyAt; !at.IsZero() {
+		w = min(w, max(time.Until(at), 0))
+	}
+	return w
 }
 
 func (s *Session) dpdWait() time.Duration {

@@ -35,11 +35,12 @@ type Session struct {
 	info Info
 
 	// Owned by the session goroutine once Dial returns.
-	ike      *ikeSA            // current IKE SA
-	oldIKE   *ikeSA            // rekeyed by the gateway, until its DELETE arrives
-	children map[uint32]*child // by inbound SPI
-	rekeying uint32            // inbound SPI of the CHILD_SA we are rekeying
-	lastRecv time.Time
+	ike         *ikeSA            // current IKE SA
+	oldIKE      *ikeSA            // rekeyed by the gateway, until its DELETE arrives
+	children    map[uint32]*child // by inbound SPI
+	rekeying    uint32            // inbound SPI of the CHILD_SA we are rekeying
+	rekeyingIKE bool              // our IKE rekey is in flight
+	lastRecv    time.Time
 }
 
 // ikeSA is the state of one IKE SA.
@@ -48,10 +49,11 @@ type ikeSA struct {
 	weInit     bool // we hold SPIi (false after a gateway-initiated rekey)
 	suite      suite
 	keys       *ikeKeys
-	nextOut    uint32   // message ID of our next request
-	nextIn     uint32   // message ID of the gateway's next request
-	lastResp   [][]byte // our response to the gateway's request nextIn-1
-	frag       bool     // RFC 7383 fragmentation negotiated
+	nextOut    uint32    // message ID of our next request
+	nextIn     uint32    // message ID of the gateway's next request
+	lastResp   [][]byte  // our response to the gateway's request nextIn-1
+	rekeyAt    time.Time // when we rekey this IKE SA
+	frag       bool      // RFC 7383 fragmentation negotiated
 	reasm      *reassembly
 }
 
@@ -72,6 +74,8 @@ type Info struct {
 	// Group is the KE group the gateway accepted; pass it back as
 	// Config.IKEProposals order on re-establishment to skip INVALID_KE.
 	Group uint16
+	// ChildRekeys and IKERekeys count completed rekeys, by either side.
+	ChildRekeys, IKERekeys int
 	// Local and Remote are the first CHILD_SA's traffic selectors.
 	Local, Remote []wire.Selector
 }
@@ -98,6 +102,9 @@ func Dial(ctx context.Context, conn Conn, keyer Keyer, cfg Config) (*Session, er
 	}
 	if cfg.ChildRekey == 0 {
 		cfg.ChildRekey = 50 * time.Minute
+	}
+	if cfg.IKERekey == 0 {
+		cfg.IKERekey = 3 * time.Hour
 	}
 	if cfg.FragmentSize == 0 {
 		cfg.FragmentSize = 1248

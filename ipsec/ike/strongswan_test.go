@@ -430,3 +430,33 @@ func TestStrongSwanFragmentation(t *testing.T) {
 		t.Fatalf("A record %v", a)
 	}
 }
+
+// TestStrongSwanOwnIKERekey: we rekey the IKE SA ourselves (twice); the
+// CHILD_SA keeps working and Close deletes the newest IKE SA.
+func TestStrongSwanOwnIKERekey(t *testing.T) {
+	lab := iketest.Start(t, gateway())
+	s, c, k, err := dial(t, lab, func(c *ike.Config) { c.IKERekey = time.Second; c.ChildRekey = -1 })
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	child := <-k.added
+	for deadline := time.Now().Add(15 * time.Second); s.Info().IKERekeys < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d IKE rekeys", s.Info().IKERekeys)
+		}
+	}
+	if n := strings.Count(lab.Log(), "rekeyed between"); n < 2 {
+		t.Errorf("gateway logged %d IKE rekeys", n)
+	}
+	if a := queryThroughTunnel(t, c, child, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+		t.Fatalf("A record %v", a)
+	}
+	if strings.Count(lab.Swanctl(t, "--list-sas"), "ESTABLISHED") != 1 {
+		t.Errorf("gateway SAs after rekeys:\n%s", lab.Swanctl(t, "--list-sas"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close after IKE rekeys: %v", err)
+	}
+}
