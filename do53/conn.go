@@ -27,9 +27,13 @@ type conn struct {
 
 	ctx    context.Context // cancelled when the connection breaks or is closed
 	cancel context.CancelFunc
-	out    chan *[]byte  // framed responses for the writer
-	sem    chan struct{} // slow-path queries in flight
-	wdone  chan struct{} // closed when the writer has exited
+	out    chan *[]byte // framed responses for the writer
+	// pending gathers the reader's fast-path answers to the frames already
+	// buffered, so that a burst of pipelined queries is answered with one
+	// write (and one TLS record) instead of one per answer.
+	pending *[]byte
+	sem     chan struct{} // slow-path queries in flight
+	wdone   chan struct{} // closed when the writer has exited
 
 	handlers   sync.WaitGroup
 	inflight   atomic.Int32 // queries read and not yet answered
@@ -102,9 +106,11 @@ func (c *conn) serve() {
 // garbage or the server shuts down. It reports whether the queries already
 // read should still be answered.
 func (c *conn) readLoop() (answer bool) {
+	defer c.flush()
 	cfg := &c.s.cfg
 	for {
 		if c.br.Buffered() == 0 {
+			c.flush()
 			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 			if c.s.closing.Load() {
 				return true
@@ -119,6 +125,7 @@ func (c *conn) readLoop() (answer bool) {
 		// A frame has begun: all of it must arrive within ReadTimeout.
 		deadline := false
 		if c.br.Buffered() < 2 {
+			c.flush()
 			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
 			deadline = true
 		}
@@ -132,8 +139,11 @@ func (c *conn) readLoop() (answer bool) {
 			cfg.Metrics.Dropped(cfg.Transport, DropMalformed)
 			return false
 		}
-		if !deadline && c.br.Buffered() < 2+n {
-			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		if c.br.Buffered() < 2+n {
+			c.flush()
+			if !deadline {
+				c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+			}
 		}
 		if 2+n <= c.br.Size() {
 			frame, err := c.br.Peek(2 + n)
@@ -153,6 +163,47 @@ func (c *conn) readLoop() (answer bool) {
 	}
 }
 
+// flush hands the gathered fast-path answers to the writer.
+func (c *conn) flush() {
+	if c.pending != nil {
+		c.send(c.pending)
+		c.pending = nil
+	}
+}
+
+// wireAnswer tries the fast path, appending the framed answer to pending.
+func (c *conn) wireAnswer(raw []byte, start time.Time) bool {
+	cfg := &c.s.cfg
+	w, ok := scanQuery(raw)
+	// Queries asking for keepalive or padding need Reply's EDNS work.
+	if !ok || w.keepalive || (w.padding && cfg.Transport.Encrypted()) {
+		return false
+	}
+	if c.pending == nil {
+		c.pending = c.s.getBuf()
+	}
+	b := *c.pending
+	off := len(b)
+	b = append(b, 0, 0)
+	resp, ok := cfg.serveWire(c.s.wire, &c.q, raw, b[len(b):])
+	if !ok {
+		*c.pending = b[:off]
+		return false
+	}
+	if cap(b) > len(b) && &b[:len(b)+1][len(b)] == &resp[0] {
+		b = b[:len(b)+len(resp)] // appended in place
+	} else {
+		b = append(b, resp...)
+	}
+	binary.BigEndian.PutUint16(b[off:], uint16(len(resp)))
+	*c.pending = b
+	cfg.Metrics.Observe(&c.q, w.qtype, int(resp[3]&0xF), time.Since(start))
+	if len(b) >= writeBatch {
+		c.flush()
+	}
+	return true
+}
+
 // query answers one framed query; raw is only valid during the call.
 func (c *conn) query(raw []byte) {
 	cfg := &c.s.cfg
@@ -162,22 +213,18 @@ func (c *conn) query(raw []byte) {
 		cfg.Metrics.Dropped(cfg.Transport, DropMalformed) // a response, not a query
 		return
 	}
-	if c.s.wire != nil {
-		// Queries asking for keepalive or padding need Reply's EDNS work.
-		if w, ok := scanQuery(raw); ok && !w.keepalive && !(w.padding && cfg.Transport.Encrypted()) {
-			bp := c.s.getBuf()
-			if resp, ok := cfg.serveWire(c.s.wire, &c.q, raw, (*bp)[:2][2:]); ok {
-				cfg.Metrics.Observe(&c.q, w.qtype, int(resp[3]&0xF), time.Since(start))
-				c.send(frame(bp, resp))
-				return
-			}
-			c.s.putBuf(bp)
-		}
+	if c.s.wire != nil && c.wireAnswer(raw, start) {
+		return
 	}
 	select {
 	case c.sem <- struct{}{}:
-	case <-c.ctx.Done():
-		return
+	default:
+		c.flush() // about to wait: let the answers go first
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
 	}
 	bp := c.s.getBuf()
 	*bp = append((*bp)[:0], raw...)

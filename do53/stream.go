@@ -216,9 +216,10 @@ func (s *StreamServer) Close() error {
 
 func (s *StreamServer) getBuf() *[]byte { return s.bufs.Get().(*[]byte) }
 
-// putBuf keeps small buffers only, so the pool never pins 64 KiB frames.
+// putBuf keeps buffers up to a batch and its growth margin, so the pool never
+// pins 64 KiB frames.
 func (s *StreamServer) putBuf(bp *[]byte) {
-	if cap(*bp) <= 16<<10 {
+	if cap(*bp) <= 32<<10 {
 		*bp = (*bp)[:0]
 		s.bufs.Put(bp)
 	}
