@@ -368,3 +368,46 @@ func TestStreamKeepaliveAndFastPath(t *testing.T) {
 		t.Fatalf("fast %d slow %d", fast.Load(), slow.Load())
 	}
 }
+
+// TestStreamPipelinedBurstMixed: a burst of fast-path and slow-path queries
+// in one write is answered completely, each answer matching its query.
+func TestStreamPipelinedBurstMixed(t *testing.T) {
+	static := staticWire(pack(t, answerAMsg("w.example.")))
+	h := &wireFake{
+		HandlerFunc: answerA,
+		onWire: func(q *resolver.Query, raw, dst []byte) ([]byte, bool) {
+			if raw[13] != 'w' {
+				return nil, false
+			}
+			return static(q, raw, dst)
+		},
+	}
+	_, addr := startStream(t, StreamConfig{Config: Config{Handler: h, MaxInFlight: 4}}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := map[uint16]string{}
+	var buf []byte
+	for i := range 300 {
+		name := "w.example."
+		if i%3 == 0 {
+			name = "slow.example."
+		}
+		q := query(name, dns.TypeA)
+		q.Id = uint16(i + 1)
+		want[q.Id] = name
+		b := pack(t, q)
+		buf = append(append(buf, byte(len(b)>>8), byte(len(b))), b...)
+	}
+	go c.Write(buf)
+	for range 300 {
+		r := readFrame(t, c)
+		name, ok := want[r.Id]
+		if !ok || len(r.Answer) != 1 || r.Question[0].Name != name {
+			t.Fatalf("unexpected answer %v", r)
+		}
+		delete(want, r.Id)
+	}
+}
