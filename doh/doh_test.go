@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -184,5 +185,18 @@ func TestBadInput(t *testing.T) {
 	}
 	if m, _ := post(t, c, e.url, query(tlsconftest.SiteName, dns.TypeA)); len(m.Answer) != 1 {
 		t.Fatal("server stopped answering after bad input")
+	}
+}
+
+func TestAltSvcPort(t *testing.T) {
+	s, err := New(Config{Handler: &tlsconftest.Static{}, AltSvcH3Port: 8443})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/dns-query?name=site.example.test", nil)
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	if got := w.Header().Get("Alt-Svc"); got != `h3=":8443"; ma=86400` {
+		t.Errorf("Alt-Svc %q", got)
 	}
 }

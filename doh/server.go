@@ -64,6 +64,12 @@ type Config struct {
 	// zero means 250.
 	MaxConcurrentStreams int
 
+	// AltSvcH3Port, when non-zero, makes HTTP/1.1 and HTTP/2 responses
+	// advertise HTTP/3 on that UDP port (RFC 7838), for an HTTP/3 listener
+	// run by another Server. Zero advertises this Server's own ServeH3
+	// listeners while they run.
+	AltSvcH3Port int
+
 	// Allow0RTT accepts HTTP/3 requests in 0-RTT data. DoH requests are
 	// queries and so idempotent, but 0-RTT data can be replayed (RFC 9250
 	// §4.5 discusses the same for DoQ); off by default.
@@ -80,6 +86,8 @@ type Server struct {
 	http *http.Server
 	h3   *http3.Server
 
+	altSvc string // fixed Alt-Svc value from AltSvcH3Port
+
 	mu      sync.Mutex
 	h3Ports int // running HTTP/3 listeners; Alt-Svc is sent while > 0
 }
@@ -89,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("doh: Config.Handler is nil")
 	}
-	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxConcurrentStreams < 0 {
+	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxConcurrentStreams < 0 || cfg.AltSvcH3Port < 0 || cfg.AltSvcH3Port > 65535 {
 		return nil, errors.New("doh: negative timeout or limit")
 	}
 	if cfg.Path == "" {
@@ -112,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener)}
 	s.wire, _ = cfg.Handler.(resolver.WireHandler)
+	if cfg.AltSvcH3Port != 0 {
+		s.altSvc = `h3=":` + strconv.Itoa(cfg.AltSvcH3Port) + `"; ma=86400`
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(cfg.Path, s.serveDoH)
 	if cfg.Path != "/resolve" {
@@ -150,8 +161,12 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP answers DoH requests on Config.Path and JSON requests on /resolve;
 // anything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor < 3 && s.h3Running() {
-		s.h3.SetQUICHeaders(w.Header()) // Alt-Svc: h3=":port" (RFC 7838)
+	if r.ProtoMajor < 3 {
+		if s.altSvc != "" {
+			w.Header().Set("Alt-Svc", s.altSvc)
+		} else if s.h3Running() {
+			s.h3.SetQUICHeaders(w.Header()) // Alt-Svc: h3=":port" (RFC 7838)
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }

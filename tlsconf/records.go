@@ -1,9 +1,11 @@
 package tlsconf
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -37,6 +39,30 @@ func (p *Provider) SelfRecords(s Service) []dns.RR {
 		ech = p.ECHConfigList()
 	}
 	return selfRecords(s, ech)
+}
+
+// SelfRecordsFunc returns a cheap func for resolver.Config.SelfRecords: it
+// builds the records of SelfRecords once and again only when the ECH key
+// rotates. The returned slice is shared between calls: callers must not
+// modify it or its records.
+func (p *Provider) SelfRecordsFunc(s Service) func() []dns.RR {
+	type built struct {
+		ech []byte
+		rrs []dns.RR
+	}
+	var cur atomic.Pointer[built]
+	return func() []dns.RR {
+		var ech []byte
+		if p != nil {
+			ech = p.ECHConfigList()
+		}
+		if b := cur.Load(); b != nil && bytes.Equal(b.ech, ech) {
+			return b.rrs
+		}
+		b := &built{ech: ech, rrs: selfRecords(s, ech)}
+		cur.Store(b)
+		return b.rrs
+	}
 }
 
 func selfRecords(s Service, ech []byte) []dns.RR {

@@ -246,6 +246,17 @@ func TestSelfRecords(t *testing.T) {
 			t.Error("records do not follow rotation")
 		}
 	}
+	f := p.SelfRecordsFunc(svc)
+	first := f()
+	if len(first) != 7 || &f()[0] != &first[0] {
+		t.Error("SelfRecordsFunc rebuilt without rotation")
+	}
+	if err := p.RotateECH(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f(); &got[0] == &first[0] {
+		t.Error("SelfRecordsFunc kept records across rotation")
+	}
 	if (*Provider)(nil).SelfRecords(svc) == nil || p.SelfRecords(Service{}) != nil {
 		t.Error("nil provider or empty name handled wrongly")
 	}

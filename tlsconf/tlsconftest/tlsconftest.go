@@ -28,11 +28,13 @@ const (
 	SiteName    = "site.example.test."
 )
 
-// Provider returns a Provider for ServiceName (and 127.0.0.1, ::1) whose
-// state lives in a temporary directory; ech turns ECH on with PublicName.
+// Provider returns a Provider for ServiceName and SiteName (and 127.0.0.1,
+// ::1) whose state lives in a temporary directory; ech turns ECH on with
+// PublicName. SiteName is covered so that tests can serve a web page with
+// the same certificate.
 func Provider(t testing.TB, ech bool) *tlsconf.Provider {
 	t.Helper()
-	cfg := tlsconf.Config{StateDir: t.TempDir(), Names: []string{ServiceName}}
+	cfg := tlsconf.Config{StateDir: t.TempDir(), Names: []string{ServiceName, strings.TrimSuffix(SiteName, ".")}}
 	if ech {
 		cfg.ECH.PublicName = PublicName
 	}
