@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -191,4 +192,42 @@ func TestDig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDnsperf drives the UDP, TCP and DoT listeners with dnsperf, a real load
+// generator that pipelines many queries per TCP and TLS connection, at a
+// moderate rate, and requires every query answered.
+func TestDnsperf(t *testing.T) {
+	testenv.Tool(t, "dnsperf")
+	cs := startClientServer(t)
+	var names strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&names, "host%d.example A\n", i)
+	}
+	file := t.TempDir() + "/queries"
+	if err := os.WriteFile(file, []byte(names.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode string
+		port int
+	}{{"udp", cs.port}, {"tcp", cs.port}, {"dot", cs.tlsPort}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			out := run(t, "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(tc.port), "-m", tc.mode,
+				"-d", file, "-l", "1", "-Q", "2000", "-c", "2", "-q", "50")
+			if !strings.Contains(out, "Queries lost:         0 (") || strings.Contains(out, "Queries completed:    0 ") {
+				t.Fatalf("dnsperf -m %s lost queries:\n%s", tc.mode, out)
+			}
+			t.Logf("%s: %s", tc.mode, line(out, "Queries per second"))
+		})
+	}
+}
+
+func line(out, prefix string) string {
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, prefix) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
 }
