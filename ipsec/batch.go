@@ -77,7 +77,7 @@ func (t *Tunnel) writeOuter(msgs []ipv4.Message, pkts [][]byte) {
 	}
 	t.c.packetsOut.Add(uint64(sent))
 	if sent > 0 {
-		t.sentSince.Store(true)
+		t.sent()
 	}
 }
 

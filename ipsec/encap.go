@@ -145,33 +145,32 @@ func (t *Tunnel) seal(buf []byte, off, n int) ([]byte, bool) {
 	return pkt, err == nil // a failure is counted by the SA
 }
 
-// keepaliveLoop sends a NAT keepalive (RFC 3948 §2.3) when nothing was sent
-// for a whole period; ticking at half the period keeps the silence under it.
+// sent notes outbound traffic, which postpones the next NAT keepalive.
+func (t *Tunnel) sent() { t.lastSend.Store(int64(time.Since(t.start))) }
+
+// keepaliveLoop sends a NAT keepalive (RFC 3948 §2.3) whenever nothing was
+// sent for a whole period, waking exactly when the period would end.
 func (t *Tunnel) keepaliveLoop() {
 	defer t.wg.Done()
-	tick := time.NewTicker(max(t.keepalive/2, time.Millisecond))
-	defer tick.Stop()
-	idle := false
+	timer := time.NewTimer(t.keepalive)
+	defer timer.Stop()
 	for {
 		select {
 		case <-t.ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
-		if t.sentSince.Swap(false) {
-			idle = false
-			continue
+		idle := time.Since(t.start) - time.Duration(t.lastSend.Load())
+		if idle >= t.keepalive {
+			if _, err := t.conn.Write([]byte{0xFF}); err != nil {
+				t.c.sendErr.Add(1)
+			} else {
+				t.c.kaSent.Add(1)
+			}
+			t.sent()
+			idle = 0
 		}
-		if !idle {
-			idle = true // silent for half a period; one more makes a period
-			continue
-		}
-		idle = false
-		if _, err := t.conn.Write([]byte{0xFF}); err != nil {
-			t.c.sendErr.Add(1)
-			continue
-		}
-		t.c.kaSent.Add(1)
+		timer.Reset(t.keepalive - idle)
 	}
 }
 
@@ -191,7 +190,7 @@ func (t *Tunnel) SendIKE(ctx context.Context, msg []byte) error {
 		return err
 	}
 	t.c.ikeSent.Add(1)
-	t.sentSince.Store(true)
+	t.sent()
 	return nil
 }
 

@@ -37,8 +37,9 @@ type Tunnel struct {
 	sadb
 	ts atomic.Pointer[[]netip.Prefix]
 
-	c         counters
-	sentSince atomic.Bool // outbound traffic since the last keepalive tick
+	c        counters
+	start    time.Time    // monotonic base for lastSend
+	lastSend atomic.Int64 // when anything was last sent, as time since start
 }
 
 type counters struct {
@@ -78,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Tunnel, error) {
 	t := &Tunnel{
 		log: cfg.Logger, conn: conn, st: st, keepalive: cmp(cfg.Keepalive, DefaultKeepalive),
 		onEvent: cfg.OnSAEvent, ike: cfg.IKE, ikeq: make(chan []byte, DefaultIKEQueueLen),
-		batch: newBatchConn(conn),
+		batch: newBatchConn(conn), start: time.Now(),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
