@@ -24,7 +24,13 @@ const (
 
 var dropNames = [numDropReasons]string{"malformed", "overload", "policy"}
 
-func (r DropReason) String() string { return dropNames[r] }
+// String is the reason's label value.
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
 
 // Query types with a label of their own; every other type counts as "other",
 // so a client cannot grow the label set.
@@ -87,6 +93,7 @@ type Metrics struct {
 	qc    [numTransports][numQtypes][numRcodes]atomic.Pointer[prometheus.Counter]
 	hist  [numTransports]atomic.Pointer[prometheus.Observer]
 	drops [numTransports][numDropReasons]atomic.Pointer[prometheus.Counter]
+	echs  [numTransports]atomic.Pointer[prometheus.Counter]
 }
 
 // NewMetrics registers the transport metrics with reg; nil reg returns nil (no
@@ -165,7 +172,13 @@ func (m *Metrics) Observe(q *resolver.Query, qtype uint16, rcode int, took time.
 	}
 	(*h).Observe(took.Seconds())
 	if q.TLS != nil && q.TLS.ECHAccepted {
-		m.ech.WithLabelValues(q.Transport.String()).Inc()
+		e := m.echs[t].Load()
+		if e == nil {
+			v := m.ech.WithLabelValues(q.Transport.String())
+			e = &v
+			m.echs[t].Store(e)
+		}
+		(*e).Inc()
 	}
 }
 
