@@ -115,3 +115,22 @@ func TestGroupEncrypted(t *testing.T) {
 		})
 	}
 }
+
+// TestDoQServerCloses: the server closes the QUIC connection after every
+// answer; queries keep succeeding on fresh connections.
+func TestDoQServerCloses(t *testing.T) {
+	pki := newPKI(t)
+	srv := startServer(t)
+	srv.closeAfterAnswer.Store(true)
+	u, err := Parse("quic://"+srv.startDoQ(t, pki.serverConfig("doq")).String(), pki.clientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for i := range 10 {
+		if i%3 == 0 {
+			time.Sleep(20 * time.Millisecond) // now and then the close has arrived
+		}
+		testRoundTrip(t, u, "www.example.", "192.0.2.1")
+	}
+}

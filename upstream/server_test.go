@@ -32,6 +32,9 @@ type testServer struct {
 	stopped sync.Once
 	queries atomic.Int64
 	echList atomic.Pointer[[]byte] // published in _dns.dns.test SVCB when set
+	// closeAfterAnswer makes the DoQ server close the connection after
+	// each answer, as a server closing idle connections would.
+	closeAfterAnswer atomic.Bool
 }
 
 func startServer(t testing.TB) *testServer {

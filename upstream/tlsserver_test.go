@@ -173,7 +173,7 @@ func (s *testServer) startDoQ(t testing.TB, cfg *tls.Config) net.Addr {
 					if err != nil {
 						return
 					}
-					wg.Go(func() { s.serveDoQStream(st) })
+					wg.Go(func() { s.serveDoQStream(c, st) })
 				}
 			})
 		}
@@ -191,7 +191,7 @@ func (s *testServer) startDoQ(t testing.TB, cfg *tls.Config) net.Addr {
 	return l.Addr()
 }
 
-func (s *testServer) serveDoQStream(st *quic.Stream) {
+func (s *testServer) serveDoQStream(c *quic.Conn, st *quic.Stream) {
 	defer st.Close()
 	var hdr [2]byte
 	if _, err := io.ReadFull(st, hdr[:]); err != nil {
@@ -212,4 +212,9 @@ func (s *testServer) serveDoQStream(st *quic.Stream) {
 	}
 	out, _ := resp.Pack()
 	st.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...))
+	if s.closeAfterAnswer.Load() {
+		st.Close()
+		time.Sleep(10 * time.Millisecond) // let the answer leave first
+		c.CloseWithError(0, "idle")
+	}
 }
