@@ -94,7 +94,7 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 			return nil, resolver.Miss, 0
 		}
 		fr := resolver.Fresh
-		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && e.hits+1 >= c.s.prefetchHits &&
+		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && uint32(e.hits)+1 >= c.s.prefetchHits &&
 			left*prefetchShare < int64(e.ttl)*int64(time.Second) {
 			if freshOnly {
 				sh.mu.Unlock()
@@ -103,7 +103,9 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 			e.prefetch = true
 			fr = resolver.Refresh
 		}
-		e.hits++
+		if e.hits < 1<<16-1 {
+			e.hits++
+		}
 		sh.mu.Unlock()
 		sh.hits.Add(1)
 		if fr == resolver.Refresh {
@@ -116,7 +118,7 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 		sh.mu.Unlock()
 		return nil, resolver.Miss, 0
 	}
-	if freshOnly || !(stale || c.s.swr || now < e.failUntil) || e.respLen(edns, true) > max {
+	if freshOnly || !(stale || c.s.swr || e.failing(now)) || e.respLen(edns, true) > max {
 		sh.mu.Unlock()
 		return nil, resolver.Miss, 0
 	}
@@ -249,7 +251,7 @@ func (c *Cache) store(key []byte, e *entry, now int64, onlyNewer bool) bool {
 			// Keep a fresh answer, and keep an expired one for serve-stale,
 			// not asking upstream again for a while (RFC 8767 §5).
 			if old.expire <= now {
-				old.failUntil = now + int64(c.s.servFailTTL)*int64(time.Second)
+				old.failFor(now, time.Duration(c.s.servFailTTL)*time.Second)
 			}
 			if old.expire > now || c.s.maxStale >= 0 && now-old.expire < c.s.maxStale {
 				return false

@@ -43,7 +43,7 @@ type Config struct {
 
 	// PrefetchHits is how many hits an entry needs before it is reported as
 	// Refresh once less than 10% of its TTL is left; 0 means 2, negative
-	// disables prefetch.
+	// disables prefetch, at most 65535.
 	PrefetchHits int
 
 	// Redis, when set, adds the shared second level (see RedisConfig); the
@@ -87,6 +87,8 @@ func (c Config) settings() (settings, error) {
 		return s, errors.New("cache: negative size or TTL bound")
 	case c.MaxTTL > 0 && c.MinTTL > c.MaxTTL:
 		return s, errors.New("cache: MinTTL above MaxTTL")
+	case c.PrefetchHits > 1<<16-1:
+		return s, errors.New("cache: PrefetchHits above 65535")
 	case c.ServFailTTL > 0 && (c.ServFailTTL < minServFail || c.ServFailTTL > maxServFail):
 		return s, errors.New("cache: ServFailTTL outside RFC 9520's 1s..5m")
 	}

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -13,23 +14,35 @@ import (
 const entryOverhead = 192 // measured: see TestMemoryPerEntry
 
 // entry is one cached response. Everything but the fields marked "shard lock"
-// is immutable after construction, so a hit copies buf outside the lock.
+// is immutable after construction, so a hit copies buf outside the lock. It
+// is laid out to fit Go's 48-byte size class: a million entries matter.
 type entry struct {
 	// buf is the packed response with ID 0 and no OPT record, followed by
 	// the big-endian uint16 offsets of its TTL fields.
-	buf      []byte
+	buf    []byte
+	expire int64  // unix nanoseconds
+	ttl    uint32 // seconds, after clamping
+	// failSecs (shard lock) is set when a refresh of an expired entry
+	// failed: until expire+failSecs seconds the entry is served stale
+	// without asking upstream again (RFC 8767 §5's failure recheck timer).
+	failSecs uint32
 	wireLen  uint16
-	nameLen  uint8 // the question name is buf[12:12+nameLen+1]
-	kflags   uint8 // keyDO, keyCD
+	hits     uint16 // shard lock; saturates
+	nameLen  uint8  // the question name is buf[12:12+nameLen+1]
+	kflags   uint8  // keyDO, keyCD
 	kind     kind
-	ttl      uint32 // seconds, after clamping
-	expire   int64  // unix nanoseconds
-	hits     uint32 // shard lock
-	prefetch bool   // shard lock: Refresh was reported once
-	// failUntil (shard lock) is set when a refresh of an expired entry
-	// failed: until then the entry is served stale without asking upstream
-	// again (RFC 8767 §5's failure recheck timer).
-	failUntil int64
+	prefetch bool // shard lock: Refresh was reported once
+}
+
+// failing reports whether a failed refresh still holds off upstream at now.
+func (e *entry) failing(now int64) bool {
+	return e.failSecs > 0 && now < e.expire+int64(e.failSecs)*int64(time.Second)
+}
+
+// failFor starts the failure recheck timer at now (after expiry) for d.
+func (e *entry) failFor(now int64, d time.Duration) {
+	secs := (now - e.expire + int64(d) + int64(time.Second) - 1) / int64(time.Second)
+	e.failSecs = uint32(min(max(secs, 1), 1<<32-1))
 }
 
 // newEntry packs the selected records for the question q (whose wire name is
