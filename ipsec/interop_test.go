@@ -3,6 +3,8 @@ package ipsec_test
 import (
 	"context"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,4 +84,50 @@ func TestESPSuitesAgainstStrongSwan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkStrongSwanQPS runs 16 concurrent UDP clients querying NSD behind
+// a strongSwan (kernel-libipsec) gateway through the tunnel, AES-128-GCM,
+// and reports answered queries per second.
+func BenchmarkStrongSwanQPS(b *testing.B) {
+	lab := iketest.Start(b, iketest.Gateway{
+		Proposals: "aes128gcm16-prfsha256-x25519", ESPProposals: "aes128gcm16",
+		PSK: "interop-psk-0123456789", LocalID: "gw.example", RemoteID: "resolver.example", Pool: true,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(b, 4500)}, ike.Config{
+		Local: ike.FQDN("resolver.example"), Remote: ike.FQDN("gw.example"),
+		PSK: []byte("interop-psk-0123456789"), RemoteNets: []netip.Prefix{iketest.Internal},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tun.Close()
+	const clients = 16
+	per := b.N/clients + 1
+	var lost atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u, err := tun.DialContext(ctx, "udp", netip.AddrPortFrom(iketest.DNSAddr, 53).String())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer u.Close()
+			for i := range per {
+				q := dnstest.Query(uint16(w<<11|i&0x7ff), "www."+iketest.Zone, dnstest.TypeA)
+				if _, err := dnstest.Exchange(u, q, time.Second); err != nil {
+					lost.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(clients*per-int(lost.Load()))/time.Since(start).Seconds(), "qps")
+	b.ReportMetric(float64(lost.Load()), "lost")
 }
