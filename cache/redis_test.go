@@ -19,7 +19,7 @@ import (
 
 // startRedis runs a throwaway redis-server on a free loopback port and
 // returns its URL; stop kills it early.
-func startRedis(t *testing.T) (url string, stop func()) {
+func startRedis(t testing.TB) (url string, stop func()) {
 	t.Helper()
 	bin := testenv.Tool(t, "redis-server")
 	port := testenv.FreePort(t)
@@ -280,5 +280,33 @@ func TestRedisDownFallsBack(t *testing.T) {
 func TestRedisBadURL(t *testing.T) {
 	if _, err := New(Config{Redis: &RedisConfig{URL: "http://x"}}); err == nil {
 		t.Error("New accepted a non-Redis URL")
+	}
+}
+
+// BenchmarkRedisFill is a local miss answered by Redis: the cost another
+// instance's answer has on its first use here (GET, parse, local insert).
+func BenchmarkRedisFill(b *testing.B) {
+	url, _ := startRedis(b)
+	clk := newClock()
+	a, err := New(Config{Now: clk.Now, Redis: &RedisConfig{URL: url}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	c, err := New(Config{Now: clk.Now, Redis: &RedisConfig{URL: url}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := query("www.example.com.", dns.TypeA, true, false)
+	a.Set(req, reply(req, dns.RcodeSuccess, rrs(b, "www.example.com. 300 IN A 192.0.2.1"), nil, nil))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		c.flushLocal()
+		b.StartTimer()
+		if _, fr := c.Get(req, false); fr != resolver.Fresh {
+			b.Fatalf("not filled from Redis: %v", fr)
+		}
 	}
 }
