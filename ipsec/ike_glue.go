@@ -73,13 +73,35 @@ func Dial(ctx context.Context, cfg Config, ikeCfg ike.Config) (*IKETunnel, error
 	if a := ikeCfg.InnerAddress; a.IsValid() && !containsAddr(cfg.Addresses, a) {
 		cfg.Addresses = append(cfg.Addresses, a)
 	}
+	// A soft lifetime (sequence numbers, bytes) of a CHILD_SA asks IKE for
+	// a rekey; the caller's own OnSAEvent still sees every event.
+	var it *IKETunnel
+	var itMu sync.Mutex
+	userEvent := cfg.OnSAEvent
+	cfg.OnSAEvent = func(ev esp.Event) {
+		if userEvent != nil {
+			userEvent(ev)
+		}
+		itMu.Lock()
+		tun := it
+		itMu.Unlock()
+		if ev.Kind == esp.EventSoft && tun != nil {
+			tun.mu.Lock()
+			if tun.sess != nil {
+				tun.sess.RekeyChild(ev.SPI)
+			}
+			tun.mu.Unlock()
+		}
+	}
 	t, err := New(ctx, cfg)
 	if err != nil {
 		cfg.Conn.Close()
 		return nil, err
 	}
 	life, cancel := context.WithCancel(context.Background())
-	it := &IKETunnel{Tunnel: t, cfg: ikeCfg, cancel: cancel, done: make(chan struct{})}
+	itMu.Lock()
+	it = &IKETunnel{Tunnel: t, cfg: ikeCfg, cancel: cancel, done: make(chan struct{})}
+	itMu.Unlock()
 	first := ikeCfg
 	first.InitialContact = true
 	if err := it.establish(ctx, first); err != nil {

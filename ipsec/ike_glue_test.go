@@ -345,3 +345,28 @@ func TestIKETunnelRekeySoak(t *testing.T) {
 		t.Errorf("status %+v: the IKE SA was re-established instead of rekeyed", st)
 	}
 }
+
+// TestIKETunnelStaticInner: without a pool at the gateway, a configured
+// inner address is proposed as TSi and used by the netstack.
+func TestIKETunnelStaticInner(t *testing.T) {
+	g := labGateway()
+	g.Pool = false
+	lab := iketest.Start(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := labIKE()
+	cfg.InnerAddress = netip.MustParseAddr("10.201.0.2")
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	st := tun.IKEStatus()
+	if len(st.Info.VirtualIPs) != 0 || len(st.Info.Local) != 1 || st.Info.Local[0].StartAddr != cfg.InnerAddress {
+		t.Fatalf("status %+v", st)
+	}
+	queryUDP(t, ctx, tun, 7)
+	if !strings.Contains(lab.Log(), "10.200.0.0/24 === 10.201.0.2/32") {
+		t.Error("gateway did not narrow to our inner address")
+	}
+}

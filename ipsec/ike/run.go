@@ -47,6 +47,13 @@ func (s *Session) run(ctx context.Context) {
 		case <-ctx.Done():
 			s.fail(ErrClosed)
 			return
+		case spi := <-s.rekeyC:
+			for _, c := range s.children {
+				if (c.sa.InSPI == spi || c.sa.OutSPI == spi) && c.replacedBy == 0 {
+					c.rekeyAt = time.Now()
+					rekey.Reset(0)
+				}
+			}
 		case reply := <-s.closeC:
 			err := s.deleteIKE(ctx)
 			s.fail(ErrClosed)

@@ -29,6 +29,7 @@ type Session struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	closeC chan chan error
+	rekeyC chan uint32
 
 	mu   sync.Mutex
 	err  error
@@ -124,7 +125,7 @@ func Dial(ctx context.Context, conn Conn, keyer Keyer, cfg Config) (*Session, er
 		cfg: cfg, conn: conn, keyer: keyer, rand: cfg.Rand,
 		log:    log.With("component", "ike", "gateway", cfg.RemoteAddr.String()),
 		in:     make(chan []byte, 32),
-		cancel: cancel, done: make(chan struct{}), closeC: make(chan chan error),
+		cancel: cancel, done: make(chan struct{}), closeC: make(chan chan error), rekeyC: make(chan uint32, 8),
 		children: map[uint32]*child{},
 	}
 	go s.read(life)
@@ -174,6 +175,16 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// RekeyChild asks for the CHILD_SA with this inbound or outbound SPI to be
+// rekeyed now, say because the ESP layer hit a soft lifetime (sequence
+// numbers, bytes). It does not block; unknown SPIs are ignored.
+func (s *Session) RekeyChild(spi uint32) {
+	select {
+	case s.rekeyC <- spi:
+	default:
+	}
 }
 
 // Close sends a DELETE for the IKE SA (which deletes its CHILD_SAs, RFC 7296

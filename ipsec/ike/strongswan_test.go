@@ -432,7 +432,8 @@ func TestStrongSwanFragmentation(t *testing.T) {
 }
 
 // TestStrongSwanOwnIKERekey: we rekey the IKE SA ourselves (twice); the
-// CHILD_SA keeps working and Close deletes the newest IKE SA.
+// CHILD_SA keeps working, RekeyChild rekeys it over the newest IKE SA, and
+// Close deletes that.
 func TestStrongSwanOwnIKERekey(t *testing.T) {
 	lab := iketest.Start(t, gateway())
 	s, c, k, err := dial(t, lab, func(c *ike.Config) { c.IKERekey = time.Second; c.ChildRekey = -1 })
@@ -453,6 +454,19 @@ func TestStrongSwanOwnIKERekey(t *testing.T) {
 	}
 	if strings.Count(lab.Swanctl(t, "--list-sas"), "ESTABLISHED") != 1 {
 		t.Errorf("gateway SAs after rekeys:\n%s", lab.Swanctl(t, "--list-sas"))
+	}
+	// A soft lifetime reported by the ESP layer rekeys the CHILD_SA now.
+	s.RekeyChild(child.OutSPI)
+	select {
+	case c2 := <-k.added:
+		if c2.Replaces != child.InSPI {
+			t.Fatalf("new CHILD_SA replaces %08x, want %08x", c2.Replaces, child.InSPI)
+		}
+		if a := queryThroughTunnel(t, c, c2, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+			t.Fatalf("A record %v", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RekeyChild did not rekey")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
