@@ -94,15 +94,14 @@ func minTTL(wire []byte) (ttl uint32, ok bool) {
 	qd := int(wire[4])<<8 | int(wire[5])
 	rrs := int(wire[6])<<8 | int(wire[7]) + int(wire[8])<<8 | int(wire[9]) + int(wire[10])<<8 | int(wire[11])
 	off := 12
-	var err error
 	for range qd {
-		if _, off, err = dns.UnpackDomainName(wire, off); err != nil || off+4 > len(wire) {
+		if off = skipName(wire, off); off < 0 || off+4 > len(wire) {
 			return 0, false
 		}
 		off += 4
 	}
 	for range rrs {
-		if _, off, err = dns.UnpackDomainName(wire, off); err != nil || off+10 > len(wire) {
+		if off = skipName(wire, off); off < 0 || off+10 > len(wire) {
 			return 0, false
 		}
 		typ := uint16(wire[off])<<8 | uint16(wire[off+1])
@@ -120,4 +119,25 @@ func minTTL(wire []byte) (ttl uint32, ok bool) {
 		}
 	}
 	return ttl, ok
+}
+
+// skipName returns the offset after the (possibly compressed) name at off,
+// or -1; it only walks the labels, since minTTL needs no names.
+func skipName(wire []byte, off int) int {
+	for n := 0; off < len(wire) && n < 128; n++ {
+		switch l := wire[off]; {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0: // a pointer ends the name in this position
+			if off+2 > len(wire) {
+				return -1
+			}
+			return off + 2
+		case l&0xC0 != 0:
+			return -1
+		default:
+			off += 1 + int(l)
+		}
+	}
+	return -1
 }
