@@ -289,7 +289,8 @@ type Tunnel struct {
 	// as "aes256gcm16-prfsha384-x25519". Empty: safe modern defaults.
 	IKEProposals []string `yaml:"ike_proposals"`
 	ESPProposals []string `yaml:"esp_proposals"`
-	// IKELifetime and ChildLifetime are rekey intervals. Zero: 4h and 1h.
+	// IKELifetime and ChildLifetime are rekey intervals (jittered by up to
+	// 10%). Zero: 3h and 50m, under strongSwan's 4h and 1h.
 	IKELifetime   Duration `yaml:"ike_lifetime"`
 	ChildLifetime Duration `yaml:"child_lifetime"`
 	// RemoteSubnets are the traffic selectors on the gateway side. Required.

@@ -109,7 +109,8 @@ func (c *Config) adminPath() string {
 }
 
 var (
-	proposalToken = regexp.MustCompile(`^(aes(128|192|256)(gcm(8|12|16)?)?|chacha20poly1305|sha(1|256|384|512)|prfsha(256|384|512)|x25519|curve25519|ecp(256|384|521)|modp(2048|3072|4096)|esn|noesn)$`)
+	// proposalToken is what Lamina's IKEv2 implements, in strongSwan's names.
+	proposalToken = regexp.MustCompile(`^(aes(128|256)(gcm(16)?)?|chacha20poly1305|sha(256|384|512)|prfsha(256|384|512)|x25519|curve25519|ecp(256|384)|modp2048|noesn)$`)
 	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 

@@ -95,3 +95,49 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.descs["entries"], prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(c.descs["bytes"], prometheus.GaugeValue, float64(st.Bytes))
 }
+
+// tunnelCollector exports each tunnel's Stats (package ipsec is free of
+// Prometheus).
+type tunnelCollector struct {
+	tunnels map[string]*tunnelNet
+}
+
+var (
+	tunUpDesc      = prometheus.NewDesc("lamina_ipsec_tunnel_up", "1 while the tunnel has an outbound SA.", []string{"tunnel"}, nil)
+	tunPacketsDesc = prometheus.NewDesc("lamina_ipsec_packets_total", "ESP packets sealed (out) or opened (in).", []string{"tunnel", "direction"}, nil)
+	tunBytesDesc   = prometheus.NewDesc("lamina_ipsec_bytes_total", "Inner bytes sealed (out) or opened (in).", []string{"tunnel", "direction"}, nil)
+	tunRekeysDesc  = prometheus.NewDesc("lamina_ipsec_rekeys_total", "Outbound SA replacements.", []string{"tunnel"}, nil)
+	tunIKEUpsDesc  = prometheus.NewDesc("lamina_ipsec_ike_established_total", "IKE SAs established.", []string{"tunnel"}, nil)
+	tunDropsDesc   = prometheus.NewDesc("lamina_ipsec_drops_total", "Packets dropped, by reason.", []string{"tunnel", "reason"}, nil)
+)
+
+func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{tunUpDesc, tunPacketsDesc, tunBytesDesc, tunRekeysDesc, tunIKEUpsDesc, tunDropsDesc} {
+		ch <- d
+	}
+}
+
+func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, tn := range c.tunnels {
+		t := tn.cur.Load()
+		if t == nil {
+			ch <- prometheus.MustNewConstMetric(tunUpDesc, prometheus.GaugeValue, 0, name)
+			continue
+		}
+		st := t.Stats()
+		up := 0.0
+		if st.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(tunUpDesc, prometheus.GaugeValue, up, name)
+		ch <- prometheus.MustNewConstMetric(tunPacketsDesc, prometheus.CounterValue, float64(st.Out.Packets), name, "out")
+		ch <- prometheus.MustNewConstMetric(tunPacketsDesc, prometheus.CounterValue, float64(st.In.Packets), name, "in")
+		ch <- prometheus.MustNewConstMetric(tunBytesDesc, prometheus.CounterValue, float64(st.Out.Bytes), name, "out")
+		ch <- prometheus.MustNewConstMetric(tunBytesDesc, prometheus.CounterValue, float64(st.In.Bytes), name, "in")
+		ch <- prometheus.MustNewConstMetric(tunRekeysDesc, prometheus.CounterValue, float64(st.Switches), name)
+		ch <- prometheus.MustNewConstMetric(tunIKEUpsDesc, prometheus.CounterValue, float64(t.IKEStatus().Ups), name)
+		for reason, n := range st.Drops() {
+			ch <- prometheus.MustNewConstMetric(tunDropsDesc, prometheus.CounterValue, float64(n), name, reason)
+		}
+	}
+}

@@ -47,6 +47,7 @@ type shared struct {
 	do53Metrics *do53.Metrics
 	tls         *tlsconf.Provider // nil without encrypted listeners
 	earlyData   bool              // tls.early_data: 0-RTT on DoQ and h3
+	tunnels     map[string]*tunnelNet
 }
 
 // build makes a generation from a validated config. prev, when not nil, is
@@ -130,8 +131,13 @@ func buildGroup(cfg *config.Config, gc config.UpstreamGroup, sh *shared, owned *
 	fail := func(err error) (upstream.Upstream, error) {
 		return nil, fmt.Errorf("upstream group %q: %w", gc.Name, err)
 	}
+	var network upstream.Network
 	if gc.Tunnel != "" {
-		return fail(fmt.Errorf("tunnel %q: IPsec tunnels are not wired into this build yet", gc.Tunnel))
+		t := sh.tunnels[gc.Tunnel]
+		if t == nil {
+			return fail(fmt.Errorf("tunnel %q is not running (tunnels are set up at startup)", gc.Tunnel))
+		}
+		network = t
 	}
 	strategy, err := upstream.ParseStrategy(gc.Strategy)
 	if err != nil {
@@ -143,6 +149,7 @@ func buildGroup(cfg *config.Config, gc config.UpstreamGroup, sh *shared, owned *
 	}
 	log := sh.log.With("component", "upstream")
 	opts := upstream.Options{
+		Network:    network,
 		Timeout:    gc.TryTimeout.D(),
 		Logger:     log,
 		Metrics:    sh.upMetrics,
@@ -159,7 +166,7 @@ func buildGroup(cfg *config.Config, gc config.UpstreamGroup, sh *shared, owned *
 	}
 	if len(gc.Bootstrap) > 0 {
 		boot, err := newGroup(gc.Name+"/bootstrap", gc.Bootstrap, upstream.Failover, 0,
-			upstream.Options{Timeout: gc.TryTimeout.D(), Logger: log, Metrics: sh.upMetrics}, sh)
+			upstream.Options{Network: network, Timeout: gc.TryTimeout.D(), Logger: log, Metrics: sh.upMetrics}, sh)
 		if err != nil {
 			return fail(fmt.Errorf("bootstrap: %w", err))
 		}

@@ -83,9 +83,23 @@ func (a *app) run(cfg *config.Config) int {
 		}
 	}
 
+	a.sh.tunnels = map[string]*tunnelNet{}
+	for _, tc := range cfg.Tunnels {
+		tn, err := startTunnel(cfg, tc, log)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "lamina: %v\n", err)
+			a.closeTunnels()
+			return exitConfig
+		}
+		a.sh.tunnels[tc.Name] = tn
+	}
+	if len(cfg.Tunnels) > 0 {
+		reg.MustRegister(&tunnelCollector{tunnels: a.sh.tunnels})
+	}
 	g, err := build(cfg, a.sh, nil)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "lamina: %v\n", err)
+		a.closeTunnels()
 		return exitConfig
 	}
 	a.h.swap(g)
@@ -175,6 +189,7 @@ func (a *app) stop(d time.Duration) bool {
 	if cur := a.h.cur.Load(); cur != nil {
 		cur.gen.close(nil)
 	}
+	a.closeTunnels()
 	if a.admin != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		a.admin.Shutdown(actx)
@@ -196,8 +211,9 @@ func (a *app) reload() error {
 		return err
 	}
 	cur := a.h.gen()
-	if !reflect.DeepEqual(cfg.Admin, cur.cfg.Admin) || cfg.Logging.Format != cur.cfg.Logging.Format || !reflect.DeepEqual(cfg.TLS, cur.cfg.TLS) {
-		log.Warn("admin, logging.format and tls changes take effect at the next restart")
+	if !reflect.DeepEqual(cfg.Admin, cur.cfg.Admin) || cfg.Logging.Format != cur.cfg.Logging.Format ||
+		!reflect.DeepEqual(cfg.TLS, cur.cfg.TLS) || !reflect.DeepEqual(cfg.Tunnels, cur.cfg.Tunnels) {
+		log.Warn("admin, logging.format, tls and tunnels changes take effect at the next restart")
 	}
 	if needsTLS(cfg) && a.sh.tls == nil {
 		return errors.New("the first encrypted listener needs a restart (TLS is set up at startup)")
@@ -281,4 +297,13 @@ func socketProto(scheme string) string {
 		return "udp"
 	}
 	return "tcp"
+}
+
+// closeTunnels deletes the IKE SAs and closes the tunnels.
+func (a *app) closeTunnels() {
+	var wg sync.WaitGroup
+	for _, t := range a.sh.tunnels {
+		wg.Go(t.close)
+	}
+	wg.Wait()
 }
