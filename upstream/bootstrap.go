@@ -41,7 +41,7 @@ func newEndpoint(host string, port uint16, o Options) (*endpoint, error) {
 		if ip.Zone() != "" {
 			return nil, fmt.Errorf("host %q: zoned addresses are not supported", host)
 		}
-		e.fixed = []netip.Addr{ip.Unmap()}
+		e.host, e.fixed = ip.Unmap().String(), []netip.Addr{ip.Unmap()}
 		return e, nil
 	}
 	if _, ok := dns.IsDomainName(host); !ok || host == "" {
@@ -56,6 +56,12 @@ func newEndpoint(host string, port uint16, o Options) (*endpoint, error) {
 		return nil, fmt.Errorf("host %q is not an IP address: configure fixed IPs or bootstrap servers", host)
 	}
 	return e, nil
+}
+
+// fixedEndpoint is an IP literal endpoint.
+func fixedEndpoint(a netip.AddrPort) *endpoint {
+	ip := a.Addr().Unmap()
+	return &endpoint{host: ip.String(), port: a.Port(), fixed: []netip.Addr{ip}}
 }
 
 // hostname reports whether the URL names the server by name (then it is

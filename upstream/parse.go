@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -62,8 +61,8 @@ type Options struct {
 	ECH           ECHPolicy
 
 	// A URL host that is a name is resolved through Bootstrap (plain DNS
-	// upstreams, never the upstream itself) and re-resolved on TTL expiry,
-	// or replaced by the fixed IPs.
+	// upstreams, never the upstream itself; not closed by the upstream) and
+	// re-resolved on TTL expiry, or replaced by the fixed IPs.
 	Bootstrap Upstream
 	IPs       []netip.Addr
 }
@@ -105,8 +104,8 @@ func (o Options) withDefaults() Options {
 //	h3://dns.example[:443]/path     DNS over HTTPS over HTTP/3
 //	quic://dns.example[:853]        DNS over QUIC (RFC 9250)
 //
-// udp:// and tcp:// take IP literals only; the others also take a hostname
-// when Options has Bootstrap or IPs. The port defaults as shown; DoH paths
+// The host is an IP literal, or a hostname when Options has Bootstrap or
+// IPs. The port defaults as shown; DoH paths
 // default to /dns-query. Anything a scheme does not use (a path on tls://,
 // user info, a fragment) is an error rather than silently ignored. The
 // upstream's String is the URL in canonical form.
@@ -129,56 +128,31 @@ func Parse(rawURL string, opts Options) (Upstream, error) {
 	if u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("upstream %q: only %s://host[:port] is allowed", rawURL, u.Scheme)
 	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("upstream %q: missing host", rawURL)
+	}
+	port := u.Port()
+	if port == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return nil, fmt.Errorf("upstream %q: empty port", rawURL)
+		}
+		port = map[string]string{"udp": "53", "tcp": "53", "tls": "853", "quic": "853"}[u.Scheme]
+	}
+	hp := net.JoinHostPort(u.Hostname(), port)
 	switch u.Scheme {
-	case "tls", "quic":
-		if u.Hostname() == "" {
-			return nil, fmt.Errorf("upstream %q: missing host", rawURL)
-		}
-		port := u.Port()
-		if port == "" {
-			if strings.HasSuffix(u.Host, ":") {
-				return nil, fmt.Errorf("upstream %q: empty port", rawURL)
-			}
-			port = "853"
-		}
-		hp := net.JoinHostPort(u.Hostname(), port)
-		if u.Scheme == "tls" {
-			return NewDoT(hp, opts)
-		}
+	case "tls":
+		return NewDoT(hp, opts)
+	case "quic":
 		return NewDoQ(hp, opts)
 	}
-	addr, err := hostPort(u, 53)
+	ep, err := endpointFor(hp, 53, opts)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %q: %w", rawURL, err)
+		return nil, err
 	}
 	if u.Scheme == "udp" {
-		return NewUDP(addr, opts), nil
+		return newUDP(ep, opts), nil
 	}
-	return NewTCP(addr, opts), nil
-}
-
-// hostPort extracts an IP literal and port from u, applying defPort.
-func hostPort(u *url.URL, defPort uint16) (netip.AddrPort, error) {
-	host := u.Hostname()
-	if host == "" {
-		return netip.AddrPort{}, fmt.Errorf("missing host")
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("host %q is not an IP address (hostnames need a bootstrap)", host)
-	}
-	if ip.Zone() != "" {
-		return netip.AddrPort{}, fmt.Errorf("host %q: zoned addresses are not supported", host)
-	}
-	port := defPort
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil || n == 0 {
-			return netip.AddrPort{}, fmt.Errorf("bad port %q", p)
-		}
-		port = uint16(n)
-	} else if _, _, err := net.SplitHostPort(u.Host); err == nil {
-		return netip.AddrPort{}, fmt.Errorf("empty port")
-	}
-	return netip.AddrPortFrom(ip.Unmap(), port), nil
+	opts = opts.withDefaults()
+	url := "tcp://" + ep.hostPort()
+	return newTCP(ep, opts, opts.Metrics.forUpstream(url), url), nil
 }

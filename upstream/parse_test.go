@@ -82,3 +82,18 @@ func TestNewGroupValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestParseHostname: plain DNS by hostname through a bootstrap.
+func TestParseHostname(t *testing.T) {
+	srv := startServer(t)
+	boot := NewUDP(srv.addr, Options{})
+	defer boot.Close()
+	for _, scheme := range []string{"udp", "tcp"} {
+		u, err := Parse(scheme+"://dns.test:"+strings.Split(srv.addr.String(), ":")[1], Options{Bootstrap: boot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testRoundTrip(t, u, "www.example.", "192.0.2.1")
+		u.Close()
+	}
+}

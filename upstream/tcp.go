@@ -14,7 +14,6 @@ import (
 // connections: many queries in flight on one connection, answers matched by
 // ID in any order, a reconnect when the server closes it.
 type TCP struct {
-	addr    netip.AddrPort
 	timeout time.Duration
 	pool    *streamPool
 	m       *upstreamMetrics
@@ -27,21 +26,21 @@ var _ Upstream = (*TCP)(nil)
 // Exchange.
 func NewTCP(addr netip.AddrPort, opts Options) *TCP {
 	opts = opts.withDefaults()
-	url := "tcp://" + addr.String()
-	return newTCP(addr, opts, opts.Metrics.forUpstream(url), url)
+	ep := fixedEndpoint(addr)
+	url := "tcp://" + ep.hostPort()
+	return newTCP(ep, opts, opts.Metrics.forUpstream(url), url)
 }
 
 // newTCP builds a TCP upstream whose drops are counted on um (the UDP
 // upstream's, for its TC fallback).
-func newTCP(addr netip.AddrPort, opts Options, um *upstreamMetrics, url string) *TCP {
+func newTCP(ep *endpoint, opts Options, um *upstreamMetrics, url string) *TCP {
 	log := opts.Logger.With("upstream", url)
 	network := opts.Network
 	dial := func(ctx context.Context) (net.Conn, bool, error) {
-		c, err := network.DialContext(ctx, "tcp", addr.String())
+		c, err := ep.dial(ctx, network, "tcp")
 		return c, false, err
 	}
 	return &TCP{
-		addr:    addr,
 		timeout: opts.Timeout,
 		pool:    newStreamPool(opts, um, log, dial),
 		m:       um,

@@ -21,7 +21,7 @@ import (
 // waiting until its deadline: an off-path attacker cannot end an exchange by
 // sending junk.
 type UDP struct {
-	addr    netip.AddrPort
+	ep      *endpoint
 	network Network
 	timeout time.Duration
 	tries   int
@@ -37,15 +37,19 @@ var _ Upstream = (*UDP)(nil)
 // NewUDP returns the UDP upstream at addr. It opens nothing until the first
 // Exchange.
 func NewUDP(addr netip.AddrPort, opts Options) *UDP {
+	return newUDP(fixedEndpoint(addr), opts)
+}
+
+func newUDP(ep *endpoint, opts Options) *UDP {
 	opts = opts.withDefaults()
-	url := "udp://" + addr.String()
+	url := "udp://" + ep.hostPort()
 	um := opts.Metrics.forUpstream(url)
 	return &UDP{
-		addr:    addr,
+		ep:      ep,
 		network: opts.Network,
 		timeout: opts.Timeout,
 		tries:   opts.Tries,
-		tcp:     newTCP(addr, opts, um, "tcp://"+addr.String()),
+		tcp:     newTCP(ep, opts, um, "tcp://"+ep.hostPort()),
 		m:       um,
 		log:     opts.Logger.With("upstream", url),
 		url:     url,
@@ -119,7 +123,7 @@ func (u *UDP) try(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.M
 		return nil, fmt.Errorf("packing query: %w", err)
 	}
 
-	conn, err := u.network.DialContext(ctx, "udp", u.addr.String())
+	conn, err := u.ep.dial(ctx, u.network, "udp")
 	if err != nil {
 		return nil, fmt.Errorf("dialing: %w", err)
 	}
