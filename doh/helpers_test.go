@@ -2,7 +2,6 @@ package doh
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -164,4 +163,3 @@ func isECHRejection(err error) (*tls.ECHRejectionError, bool) {
 	return rej, errors.As(err, &rej)
 }
 
-var _ = context.Background

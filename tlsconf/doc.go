@@ -16,8 +16,9 @@
 // HTTPS and SVCB records (RFC 9460, RFC 9461 dohpath, RFC 9462 DDR, RFC 9848
 // ech) from the live key set, so the published ech value follows rotation.
 //
-// Session tickets are on by default and their keys are rotated by crypto/tls
-// itself (a new key every day, accepted for a week); a switch turns them off.
+// Session tickets are on by default, encrypted with one key set shared by
+// every listener the Provider configures and rotated by crypto/tls itself (a
+// new key every day, accepted for a week); a switch turns them off.
 //
 // The package does not listen, speak DNS, or decide policy: it hands
 // *tls.Config values to the transports (dot, doh, doq) and records to the

@@ -103,12 +103,13 @@ func (p Proto) ALPN() []string {
 // keys. It is safe for concurrent use; the configs it returns stay valid
 // across Reload and key rotation.
 type Provider struct {
-	cfg    Config
-	log    *slog.Logger
-	main   *certFile
-	public *certFile // nil when main covers the public name
-	ech    *echKeySet
-	caFile string
+	cfg     Config
+	log     *slog.Logger
+	main    *certFile
+	public  *certFile // nil when main covers the public name
+	ech     *echKeySet
+	caFile  string
+	tickets *tls.Config // holds the session ticket keys all listeners share
 }
 
 // New loads or generates the certificate and ECH keys.
@@ -142,7 +143,7 @@ func New(cfg Config) (*Provider, error) {
 			cfg.ECH.Grace = defaultECHGrace
 		}
 	}
-	p := &Provider{cfg: cfg, log: cfg.Logger.With("component", "tlsconf")}
+	p := &Provider{cfg: cfg, log: cfg.Logger.With("component", "tlsconf"), tickets: &tls.Config{}}
 	if err := p.loadCerts(); err != nil {
 		return nil, err
 	}
@@ -229,6 +230,13 @@ func (p *Provider) ServerConfig(proto Proto) *tls.Config {
 		NextProtos:             proto.ALPN(),
 		GetCertificate:         p.getCertificate,
 		SessionTicketsDisabled: p.cfg.DisableSessionTickets,
+	}
+	if !p.cfg.DisableSessionTickets {
+		// One ticket key set for every listener and clone (quic-go and
+		// http3 clone the config), rotated by crypto/tls: a session from
+		// DoH over HTTP/2 resumes over HTTP/3, and so on.
+		c.WrapSession = p.tickets.EncryptTicket
+		c.UnwrapSession = p.tickets.DecryptTicket
 	}
 	if p.cfg.TLS12 && (proto == DoT || proto == DoH) {
 		c.MinVersion = tls.VersionTLS12

@@ -326,3 +326,47 @@ func FuzzParseECHConfigList(f *testing.F) {
 		}
 	})
 }
+
+// TestSessionTickets: resumption works by default; the switch turns it off.
+func TestSessionTickets(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		p, err := New(Config{StateDir: t.TempDir(), DisableSessionTickets: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &tls.Config{RootCAs: caPool(t, p), ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+		resumed := false
+		for range 2 {
+			// The client reads the ticket only when it reads application
+			// data, so exchange one byte per connection.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				s := tls.Server(c, p.ServerConfig(DoT))
+				s.SetDeadline(time.Now().Add(10 * time.Second))
+				s.Write([]byte{1})
+				s.Read(make([]byte, 1))
+				s.Close()
+			}()
+			c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Read(make([]byte, 1))
+			resumed = c.ConnectionState().DidResume
+			c.Write([]byte{1})
+			c.Close()
+			ln.Close()
+		}
+		if resumed == off {
+			t.Errorf("tickets off=%v: second connection resumed=%v", off, resumed)
+		}
+	}
+}
