@@ -162,4 +162,3 @@ func isECHRejection(err error) (*tls.ECHRejectionError, bool) {
 	var rej *tls.ECHRejectionError
 	return rej, errors.As(err, &rej)
 }
-
