@@ -35,6 +35,9 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Tunnels are IPsec tunnels that upstream groups may dial through.
 	Tunnels []Tunnel `yaml:"tunnels"`
+	// Proxies are SOCKS5 and HTTP CONNECT listeners whose connections go
+	// through a tunnel (or the host network), with names resolved by Lamina.
+	Proxies []Proxy `yaml:"proxies"`
 
 	file      string         // where the config came from, for error messages
 	lines     map[string]int // field path → line, for validation errors
@@ -300,4 +303,27 @@ type Tunnel struct {
 	InnerAddress netip.Addr `yaml:"inner_address"`
 	// MTU of the inner stack. Zero: 1400.
 	MTU int `yaml:"mtu"`
+}
+
+// Proxy is a SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT listener on one port.
+type Proxy struct {
+	// Name labels the proxy in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Address is ip:port to listen on. Required.
+	Address string `yaml:"address"`
+	// Tunnel names the tunnel every connection goes through; destinations
+	// outside its traffic selectors are refused, never sent in clear.
+	// Empty: the host network.
+	Tunnel string `yaml:"tunnel"`
+	// ACL names an acl of clients allowed to connect. Empty: loopback and
+	// private ranges.
+	ACL string `yaml:"acl"`
+	// Ports are the destination ports allowed. Empty: 443 only.
+	Ports []int `yaml:"ports"`
+	// MaxConns bounds concurrent connections. Zero: 512.
+	MaxConns int `yaml:"max_conns"`
+	// IdleTimeout closes a connection idle both ways. Zero: 5m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// DialTimeout bounds one outbound dial with its name lookup. Zero: 10s.
+	DialTimeout Duration `yaml:"dial_timeout"`
 }

@@ -97,6 +97,7 @@ func TestErrors(t *testing.T) {
 		{"bad pin", minimal + "upstream_groups:\n  - {name: g, pin_sha256: [abc], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].pin_sha256[0]: want the base64 of a 32-byte SHA-256 digest"},
 		{"ech policy", minimal + "upstream_groups:\n  - {name: g, ech: maybe, upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].ech: unknown ECH policy \"maybe\""},
 		{"redis url", minimal + "cache:\n  redis: {url: \"http://x:1\"}\n", "t.yaml:4: cache.redis.url: unknown scheme \"http\""},
+		{"proxy", minimal + "proxies:\n  - {name: p, address: \"127.0.0.1:1080\", tunnel: nope, ports: [0]}\n", "t.yaml:4: proxies[0].ports[0]: port 0 out of range"},
 		{"two documents", minimal + "---\nlisteners: []\n", "t.yaml:3: more than one YAML document"},
 	}
 	for _, tt := range tests {

@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 	v.logging()
 	v.admin()
 	v.tunnels()
+	v.proxies()
 	return v.errs.err()
 }
 

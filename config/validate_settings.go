@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"regexp"
 	"strings"
 )
@@ -185,6 +186,39 @@ func (v *validator) proposals(path string, ps []string) {
 				v.errorf(fmt.Sprintf("%s[%d]", path, i), "unknown algorithm %q in proposal %q", tok, prop)
 				break
 			}
+		}
+	}
+}
+
+func (v *validator) proxies() {
+	names := map[string]bool{}
+	for i, px := range v.c.Proxies {
+		p := fmt.Sprintf("proxies[%d]", i)
+		switch {
+		case px.Name == "":
+			v.errorf(p+".name", "name is required")
+		case names[px.Name]:
+			v.errorf(p+".name", "duplicate proxy %q", px.Name)
+		}
+		names[px.Name] = true
+		if px.Address == "" {
+			v.errorf(p+".address", "address is required")
+		} else if err := checkHostPort(px.Address, false); err != nil {
+			v.errorf(p+".address", "%v", err)
+		}
+		if px.Tunnel != "" && !slices.ContainsFunc(v.c.Tunnels, func(t Tunnel) bool { return t.Name == px.Tunnel }) {
+			v.errorf(p+".tunnel", "unknown tunnel %q", px.Tunnel)
+		}
+		if px.ACL != "" && !slices.ContainsFunc(v.c.ACLs, func(a ACL) bool { return a.Name == px.ACL }) {
+			v.errorf(p+".acl", "unknown acl %q", px.ACL)
+		}
+		for k, port := range px.Ports {
+			if port < 1 || port > 65535 {
+				v.errorf(fmt.Sprintf("%s.ports[%d]", p, k), "port %d out of range 1-65535", port)
+			}
+		}
+		if px.MaxConns < 0 {
+			v.errorf(p+".max_conns", "must not be negative")
 		}
 	}
 }

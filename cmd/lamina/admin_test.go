@@ -301,3 +301,43 @@ func redisKeys(t *testing.T, port int) int {
 	}
 	return atoi(strings.TrimSpace(string(buf[1:n])))
 }
+
+// TestProxyResolvesThroughLamina serves SOCKS5 and HTTP CONNECT; curl asks
+// for a name only Lamina's local zone knows, and the page comes back.
+func TestProxyResolvesThroughLamina(t *testing.T) {
+	t.Parallel()
+	curl := testenv.Tool(t, "curl")
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hello from app") })}
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go web.Serve(wl)
+	t.Cleanup(func() { web.Close() })
+	webPort := wl.Addr().(*net.TCPAddr).Port
+
+	addr, proxyAddr := freeAddr(t), freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+local_zones: [{name: app.test, records: ["www IN A 127.0.0.1"]}]
+proxies: [{name: p, address: "%s", ports: [%d]}]
+`, addr, proxyAddr, webPort))
+	p := startLamina(t, addr, "-config", cfg)
+	url := fmt.Sprintf("http://www.app.test:%d/", webPort)
+	for _, args := range [][]string{
+		{"--proxy", "socks5h://" + proxyAddr, url},
+		{"--proxytunnel", "--proxy", "http://" + proxyAddr, url},
+	} {
+		out, err := exec.Command(curl, append([]string{"-s", "--max-time", "5"}, args...)...).CombinedOutput()
+		if err != nil || string(out) != "hello from app" {
+			t.Errorf("curl %v: %v %q", args, err, out)
+		}
+	}
+	// A port outside the allow-list is refused.
+	if out, err := exec.Command(curl, "-s", "--max-time", "5", "--proxy", "socks5h://"+proxyAddr, "http://www.app.test:1/").CombinedOutput(); err == nil {
+		t.Errorf("port 1 through the proxy: %q", out)
+	}
+	if !regexp.MustCompile(`lamina_proxy_connections_total\{listener="p",result="[a-z_]+"\} [1-9]`).MatchString(p.metrics(t)) {
+		t.Error("proxy connections not counted")
+	}
+}

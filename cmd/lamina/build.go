@@ -278,15 +278,7 @@ func localZones(zs []config.LocalZone) []resolver.LocalZone {
 func acls(cfg *config.Config) map[string]resolver.ACL {
 	named := map[string]resolver.ACL{}
 	for _, a := range cfg.ACLs {
-		var rules resolver.ACL
-		for _, p := range a.Deny {
-			rules = append(rules, resolver.ACLRule{Prefix: p.Masked()})
-		}
-		for _, p := range a.Allow {
-			rules = append(rules, resolver.ACLRule{Prefix: p.Masked(), Allow: true})
-		}
-		slices.SortStableFunc(rules, func(x, y resolver.ACLRule) int { return cmp.Compare(y.Prefix.Bits(), x.Prefix.Bits()) })
-		named[a.Name] = rules
+		named[a.Name] = aclRules(a)
 	}
 	out := map[string]resolver.ACL{}
 	if a, ok := named["*"]; ok {
@@ -298,6 +290,20 @@ func acls(cfg *config.Config) map[string]resolver.ACL {
 		}
 	}
 	return out
+}
+
+// aclRules orders a config ACL for first-match evaluation: most specific
+// prefix first, deny before allow at the same length.
+func aclRules(a config.ACL) resolver.ACL {
+	var rules resolver.ACL
+	for _, p := range a.Deny {
+		rules = append(rules, resolver.ACLRule{Prefix: p.Masked()})
+	}
+	for _, p := range a.Allow {
+		rules = append(rules, resolver.ACLRule{Prefix: p.Masked(), Allow: true})
+	}
+	slices.SortStableFunc(rules, func(x, y resolver.ACLRule) int { return cmp.Compare(y.Prefix.Bits(), x.Prefix.Bits()) })
+	return rules
 }
 
 func rateLimit(r config.RateLimit) resolver.RateLimit {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/laminadns/lamina/config"
 	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/proxy"
 	"github.com/laminadns/lamina/upstream"
 )
 
@@ -60,6 +61,7 @@ type app struct {
 
 	mu        sync.Mutex // serialises reloads and shutdown
 	listeners map[string]*listener
+	proxies   []*proxy.Server
 	admin     *http.Server
 }
 
@@ -134,6 +136,15 @@ func (a *app) run(cfg *config.Config) int {
 		a.listeners[listenerKey(l)] = rl
 		log.Info("listening", "listener", l.Name, "url", l.URL)
 	}
+	for _, pc := range cfg.Proxies {
+		srv, err := startProxy(ctx, cfg, pc, &a.h, a.sh, reg)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "lamina: %v\n", err)
+			a.stop(time.Second)
+			return exitRuntime
+		}
+		a.proxies = append(a.proxies, srv)
+	}
 	a.ready.Store(true)
 	log.Info("lamina serving", "version", versionString(), "config", cmpName(cfg.File()))
 
@@ -186,6 +197,9 @@ func (a *app) stop(d time.Duration) bool {
 		})
 	}
 	wg.Wait()
+	for _, p := range a.proxies {
+		p.Close()
+	}
 	if cur := a.h.cur.Load(); cur != nil {
 		cur.gen.close(nil)
 	}
@@ -212,8 +226,9 @@ func (a *app) reload() error {
 	}
 	cur := a.h.gen()
 	if !reflect.DeepEqual(cfg.Admin, cur.cfg.Admin) || cfg.Logging.Format != cur.cfg.Logging.Format ||
-		!reflect.DeepEqual(cfg.TLS, cur.cfg.TLS) || !reflect.DeepEqual(cfg.Tunnels, cur.cfg.Tunnels) {
-		log.Warn("admin, logging.format, tls and tunnels changes take effect at the next restart")
+		!reflect.DeepEqual(cfg.TLS, cur.cfg.TLS) || !reflect.DeepEqual(cfg.Tunnels, cur.cfg.Tunnels) ||
+		!reflect.DeepEqual(cfg.Proxies, cur.cfg.Proxies) {
+		log.Warn("admin, logging.format, tls, tunnels and proxies changes take effect at the next restart")
 	}
 	if needsTLS(cfg) && a.sh.tls == nil {
 		return errors.New("the first encrypted listener needs a restart (TLS is set up at startup)")
