@@ -3,8 +3,8 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 )
 
