@@ -21,9 +21,10 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader
 
-	// q is the template of this connection's queries; fixed once the TLS
-	// handshake is done, and used as is by the fast path.
-	q resolver.Query
+	// q is the template of this connection's queries, fixed once the TLS
+	// handshake is done; handlers copy it. wq is the reader's own copy for
+	// the fast path, which sets fields on it.
+	q, wq resolver.Query
 
 	ctx    context.Context // cancelled when the connection breaks or is closed
 	cancel context.CancelFunc
@@ -92,6 +93,7 @@ func (c *conn) serve() {
 		}
 		c.q.TLS = tlsInfo(tc.ConnectionState())
 	}
+	c.wq = c.q
 	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	go c.writeLoop()
 	if !c.readLoop() {
@@ -173,32 +175,19 @@ func (c *conn) flush() {
 
 // wireAnswer tries the fast path, appending the framed answer to pending.
 func (c *conn) wireAnswer(raw []byte, start time.Time) bool {
-	cfg := &c.s.cfg
-	w, ok := scanQuery(raw)
-	// Queries asking for keepalive or padding need Reply's EDNS work.
-	if !ok || w.keepalive || (w.padding && cfg.Transport.Encrypted()) {
-		return false
-	}
 	if c.pending == nil {
 		c.pending = c.s.getBuf()
 	}
 	b := *c.pending
 	off := len(b)
 	b = append(b, 0, 0)
-	resp, ok := cfg.serveWire(c.s.wire, &c.q, raw, b[len(b):])
+	resp, ok := c.s.cfg.tryWire(c.s.wire, &c.wq, raw, b[len(b):], start)
 	if !ok {
 		*c.pending = b[:off]
 		return false
 	}
-	if cap(b) > len(b) && &b[:len(b)+1][len(b)] == &resp[0] {
-		b = b[:len(b)+len(resp)] // appended in place
-	} else {
-		b = append(b, resp...)
-	}
-	binary.BigEndian.PutUint16(b[off:], uint16(len(resp)))
-	*c.pending = b
-	cfg.Metrics.Observe(&c.q, w.qtype, int(resp[3]&0xF), time.Since(start))
-	if len(b) >= writeBatch {
+	*c.pending = appendFrame(b[:off], resp)
+	if len(*c.pending) >= writeBatch {
 		c.flush()
 	}
 	return true
@@ -241,39 +230,29 @@ func (c *conn) handle(bp *[]byte, start time.Time) {
 		c.lastActive.Store(time.Now().UnixNano())
 		c.handlers.Done()
 	}()
-	cfg := &c.s.cfg
-	req, early, err := ParseQuery(*bp)
+	q := c.q // copy: each handler gets its own Query
+	wire, err := c.s.cfg.answer(c.ctx, &q, *bp, (*bp)[:2][2:], c.s.cfg.IdleTimeout, start)
 	if err != nil {
-		cfg.Metrics.Dropped(cfg.Transport, DropMalformed)
 		c.s.putBuf(bp)
 		return
 	}
-	q := c.q // copy: handlers get their own Query
-	q.Msg = req
-	resp := early
-	if early == nil {
-		resp, err = cfg.serveDNS(c.ctx, &q)
-	}
-	wire, ok := cfg.finish(&q, resp, err, (*bp)[:2][2:], cfg.IdleTimeout, start)
-	if !ok {
-		c.s.putBuf(bp)
-		return
-	}
-	c.send(frame(bp, wire))
+	*bp = appendFrame((*bp)[:0], wire)
+	c.send(bp)
 }
 
-// frame prefixes wire with its length in *bp, where wire usually already sits
-// at offset 2.
-func frame(bp *[]byte, wire []byte) *[]byte {
-	b := (*bp)[:cap(*bp)]
-	if len(b) >= 2+len(wire) && &b[2] == &wire[0] {
-		b = b[:2+len(wire)]
+// appendFrame appends wire to b with its 2-byte length prefix. wire usually
+// sits already where it belongs, in b's array just past the prefix (the
+// fast path and Reply pack in place), and is then not copied.
+func appendFrame(b, wire []byte) []byte {
+	off := len(b)
+	if cap(b)-off > 2 && &b[:off+3][off+2] == &wire[0] {
+		b = b[:off+2+len(wire)]
 	} else {
-		b = append(b[:2], wire...)
+		b = append(b, 0, 0)
+		b = append(b, wire...)
 	}
-	binary.BigEndian.PutUint16(b, uint16(len(wire)))
-	*bp = b
-	return bp
+	binary.BigEndian.PutUint16(b[off:], uint16(len(wire)))
+	return b
 }
 
 func (c *conn) send(f *[]byte) {

@@ -42,27 +42,9 @@ func (r *Responder) Respond(ctx context.Context, q *resolver.Query, raw, buf []b
 		q.Listener = r.cfg.Listener
 	}
 	if r.wire != nil {
-		if w, ok := scanQuery(raw); ok && !w.keepalive && !(w.padding && q.Transport.Encrypted()) {
-			q.Msg, q.MaxSize = nil, w.maxSize(q.Transport)
-			if resp, ok := r.cfg.serveWire(r.wire, q, raw, buf[:0]); ok {
-				r.cfg.Metrics.Observe(q, w.qtype, int(resp[3]&0xF), time.Since(start))
-				return resp, nil
-			}
+		if resp, ok := r.cfg.tryWire(r.wire, q, raw, buf[:0], start); ok {
+			return resp, nil
 		}
 	}
-	req, early, err := ParseQuery(raw)
-	if err != nil {
-		r.cfg.Metrics.Dropped(q.Transport, DropMalformed)
-		return nil, err
-	}
-	q.Msg, q.MaxSize = req, MaxSize(req, q.Transport)
-	resp := early
-	if early == nil {
-		resp, err = r.cfg.serveDNS(ctx, q)
-	}
-	out, ok := r.cfg.finish(q, resp, err, buf[:0], DefaultIdleTimeout, start)
-	if !ok {
-		return nil, resolver.ErrDrop
-	}
-	return out, nil
+	return r.cfg.answer(ctx, q, raw, buf[:0], DefaultIdleTimeout, start)
 }

@@ -1,14 +1,10 @@
 package do53
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/laminadns/lamina/resolver"
 )
@@ -81,62 +77,8 @@ func (c *Config) validate(inFlight int) error {
 	return nil
 }
 
-// serveDNS calls h with a per-query deadline and turns a panic into errPanic.
-func (c *Config) serveDNS(parent context.Context, q *resolver.Query) (resp *dns.Msg, err error) {
-	ctx, cancel := context.WithTimeout(parent, c.QueryTimeout)
-	defer cancel()
-	defer func() {
-		if r := recover(); r != nil {
-			c.panicked(r)
-			resp, err = nil, errPanic
-		}
-	}()
-	return c.Handler.ServeDNS(ctx, q)
-}
-
-func (c *Config) panicked(r any) {
-	c.Metrics.Panic()
-	c.Logger.Error("handler panic", "panic", r, "stack", string(debug.Stack()))
-}
-
-// finish replies to q and accounts for it. It returns the wire response, or
-// false when there is nothing to send.
-func (c *Config) finish(q *resolver.Query, resp *dns.Msg, err error, buf []byte, idle time.Duration, start time.Time) ([]byte, bool) {
-	wire, ok := reply(q, resp, err, buf, idle)
-	if !ok {
-		c.Metrics.Dropped(q.Transport, DropPolicy)
-		return nil, false
-	}
-	var qtype uint16
-	if q.Msg != nil && len(q.Msg.Question) > 0 {
-		qtype = q.Msg.Question[0].Qtype
-	}
-	rcode := int(wire[3] & 0xF)
-	if err == nil && resp != nil && resp.Rcode&0xF == rcode {
-		rcode = resp.Rcode // keep extended RCODEs such as BADVERS
-	}
-	c.Metrics.Observe(q, qtype, rcode, time.Since(start))
-	return wire, true
-}
-
-// isWire reports the Handler's optional fast path.
+// wireHandler is the Handler's optional fast path, or nil.
 func (c *Config) wireHandler() resolver.WireHandler {
 	w, _ := c.Handler.(resolver.WireHandler)
 	return w
-}
-
-// serveWire runs the fast path with panic recovery; a panic counts and
-// declines, so the slow path answers (SERVFAIL if it panics too).
-func (c *Config) serveWire(w resolver.WireHandler, q *resolver.Query, raw, dst []byte) (resp []byte, ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.panicked(r)
-			resp, ok = nil, false
-		}
-	}()
-	resp, ok = w.ServeWire(q, raw, dst)
-	if ok && (len(resp) < headerLen || len(resp) > q.MaxSize) {
-		return nil, false // breaks the WireHandler contract; let ServeDNS answer
-	}
-	return resp, ok
 }

@@ -160,13 +160,9 @@ func (s *Server) read(pc net.PacketConn) error {
 		}
 		q.Client = unmap(p.addr)
 		if s.wire != nil {
-			if w, ok := scanQuery(raw); ok {
-				q.MaxSize = w.maxSize(resolver.UDP)
-				if resp, ok := s.cfg.serveWire(s.wire, &q, raw, wbuf[:0]); ok {
-					s.write(pc, uc, resp, &p)
-					s.cfg.Metrics.Observe(&q, w.qtype, int(resp[3]&0xF), time.Since(start))
-					continue
-				}
+			if resp, ok := s.cfg.tryWire(s.wire, &q, raw, wbuf[:0], start); ok {
+				s.write(pc, uc, resp, &p)
+				continue
 			}
 		}
 		s.slow(pc, uc, raw, p, q.Client, q.Local, start)
@@ -194,26 +190,9 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, p peer, cl
 			<-s.sem
 			s.inflight.Done()
 		}()
-		req, early, err := ParseQuery(pkt)
-		if err != nil {
-			s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
-			return
-		}
-		q := &resolver.Query{
-			Msg:       req,
-			Client:    client,
-			Local:     local,
-			Transport: resolver.UDP,
-			Listener:  s.cfg.Listener,
-			MaxSize:   MaxSize(req, resolver.UDP),
-		}
-		resp := early
-		if early == nil {
-			resp, err = s.cfg.serveDNS(s.ctx, q)
-		}
-		// The query is no longer needed: pack the response over it.
-		out, ok := s.cfg.finish(q, resp, err, pkt[:0], 0, start)
-		if ok {
+		q := &resolver.Query{Client: client, Local: local, Transport: resolver.UDP, Listener: s.cfg.Listener}
+		// The query is decoded before the answer is packed over it.
+		if out, err := s.cfg.answer(s.ctx, q, pkt, pkt[:0], 0, start); err == nil {
 			s.write(pc, uc, out, &p)
 		}
 	}()
