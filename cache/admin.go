@@ -46,13 +46,14 @@ func (c *Cache) Stats() Stats {
 }
 
 // Flush drops every entry, in Redis and on every instance sharing it too.
+// Redis goes first, so that nothing refills this cache from it meanwhile.
 func (c *Cache) Flush() {
-	c.flushLocal()
 	if c.l2 != nil {
 		if err := c.l2.flush(nil, ""); err != nil {
 			c.l2.log.Warn("flush not shared", "err", err)
 		}
 	}
+	c.flushLocal()
 }
 
 func (c *Cache) flushLocal() {
@@ -69,36 +70,46 @@ func (c *Cache) flushLocal() {
 // many there were locally. It scans the whole cache, so it is meant for
 // operators, not for the query path.
 func (c *Cache) FlushName(name string) int {
-	n, key := c.flushNameLocal(name)
-	if c.l2 != nil && key != nil {
-		if err := c.l2.flush(key, name); err != nil {
+	want := wireName(name)
+	if want == nil {
+		return 0
+	}
+	if c.l2 != nil {
+		if err := c.l2.flush(want, name); err != nil {
 			c.l2.log.Warn("flush not shared", "name", name, "err", err)
 		}
 	}
-	return n
+	return c.flushNameLocal(name)
 }
 
-// flushNameLocal drops name's local entries; it also returns the name's
-// lower-cased wire form (nil if name is invalid).
-func (c *Cache) flushNameLocal(name string) (int, []byte) {
+// wireName is name's lower-cased wire form, nil if it is not a valid name.
+func wireName(name string) []byte {
 	var nb [maxName + 1]byte
 	n, err := dns.PackDomainName(dns.Fqdn(name), nb[:], 0, nil, false)
 	if err != nil || n == 0 {
-		return 0, nil
+		return nil
 	}
-	want := appendKey(nil, nb[:n], 0, 0, false, false)[:n]
+	return appendKey(nil, nb[:n], 0, 0, false, false)[:n]
+}
+
+// flushNameLocal drops name's local entries.
+func (c *Cache) flushNameLocal(name string) int {
+	want := wireName(name)
+	if want == nil {
+		return 0
+	}
 	removed := 0
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for _, h := range sh.lru.Keys() {
-			if e, ok := sh.lru.Peek(h); ok && int(e.nameLen)+1 == n &&
-				bytes.Equal(e.buf[headerLen:headerLen+n], want) {
+			if e, ok := sh.lru.Peek(h); ok && int(e.nameLen)+1 == len(want) &&
+				bytes.Equal(e.buf[headerLen:headerLen+len(want)], want) {
 				sh.lru.Remove(h)
 				removed++
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return removed, want
+	return removed
 }

@@ -199,16 +199,21 @@ func (l *redisL2) flush(name []byte, presentation string) error {
 		msg += " " + presentation
 		match = globEscape(l.prefix) + globEscape(string(name)) + "?????" // type, class, flags
 	}
-	err := l.rdb.Publish(ctx, l.channel, msg).Err()
+	// Delete first, then tell the others: told first, they could refill
+	// from keys not yet deleted.
 	var cursor uint64
-	for i := 0; err == nil && i < 1_000_000; i++ {
+	var err error
+	for i := 0; i < 1_000_000; i++ {
 		var keys []string
 		if keys, cursor, err = l.rdb.Scan(ctx, cursor, match, 1000).Result(); err == nil && len(keys) > 0 {
 			err = l.rdb.Unlink(ctx, keys...).Err()
 		}
-		if cursor == 0 {
+		if err != nil || cursor == 0 {
 			break
 		}
+	}
+	if err == nil {
+		err = l.rdb.Publish(ctx, l.channel, msg).Err()
 	}
 	if err != nil {
 		l.fails.Add(1)
