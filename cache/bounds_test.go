@@ -76,8 +76,12 @@ func TestShardedBounds(t *testing.T) {
 			A:   []byte{192, 0, 2, 1},
 		}}, nil, nil))
 	}
-	if st := c.Stats(); st.Entries > 8192 || st.Entries < 8192*9/10 || st.Evictions != uint64(20000-st.Entries) {
+	st := c.Stats()
+	if st.Entries > 8192 || st.Entries < 8192*9/10 || st.Evictions != uint64(20000-st.Entries) {
 		t.Errorf("stats %+v: want about 8192 entries and the rest evicted", st)
+	}
+	if n := c.FlushName("N19999.example"); n != 1 || c.Stats().Entries != st.Entries-1 {
+		t.Errorf("FlushName across shards removed %d", n)
 	}
 }
 
