@@ -35,6 +35,7 @@ type testServer struct {
 	// closeAfterAnswer makes the DoQ server close the connection after
 	// each answer, as a server closing idle connections would.
 	closeAfterAnswer atomic.Bool
+	ddr              atomic.Pointer[[]dns.RR] // answer to _dns.resolver.arpa SVCB
 }
 
 func startServer(t testing.TB) *testServer {
@@ -120,6 +121,8 @@ func (s *testServer) reply(req *dns.Msg, udp bool) *dns.Msg {
 			Priority: 1, Target: "dns.test.",
 			Value: []dns.SVCBKeyValue{&dns.SVCBAlpn{Alpn: []string{"dot"}}, &dns.SVCBECHConfig{ECH: *s.echList.Load()}},
 		})
+	case name == "_dns.resolver.arpa." && s.ddr.Load() != nil:
+		resp.Answer = *s.ddr.Load()
 	case name == "dns.test.": // the encrypted test servers' name, for bootstrap
 		if q.Qtype == dns.TypeA {
 			resp.Answer = append(resp.Answer, testA(q.Name, "127.0.0.1"))
