@@ -167,10 +167,15 @@ func (c *conn) readLoop() (answer bool) {
 
 // flush hands the gathered fast-path answers to the writer.
 func (c *conn) flush() {
-	if c.pending != nil {
+	switch {
+	case c.pending == nil:
+		return
+	case len(*c.pending) == 0:
+		c.s.putBuf(c.pending)
+	default:
 		c.send(c.pending)
-		c.pending = nil
 	}
+	c.pending = nil
 }
 
 // wireAnswer tries the fast path, appending the framed answer to pending.

@@ -111,7 +111,8 @@ func (s *Server) read(pc net.PacketConn) error {
 	wbuf := make([]byte, 0, udpBufSize)
 	oob := make([]byte, oobSize)
 	woob := make([]byte, oobSize)
-	q := resolver.Query{Local: addrPort(pc.LocalAddr()), Transport: resolver.UDP, Listener: s.cfg.Listener}
+	local := addrPort(pc.LocalAddr())
+	q := resolver.Query{Local: local, Transport: resolver.UDP, Listener: s.cfg.Listener}
 	failures := 0
 	for {
 		var (
@@ -153,8 +154,9 @@ func (s *Server) read(pc net.PacketConn) error {
 		}
 		if pk.on {
 			dst, ifindex := pk.dst(oob[:oobn])
+			q.Local = local
 			if dst.IsValid() {
-				q.Local = netip.AddrPortFrom(dst.Unmap(), q.Local.Port())
+				q.Local = netip.AddrPortFrom(dst.Unmap(), local.Port())
 			}
 			p.oob = pk.src(woob, dst, ifindex)
 		}
