@@ -14,10 +14,13 @@ import (
 //	GET  /metrics              Prometheus metrics of every package
 //	GET  /healthz              200 while the process runs
 //	GET  /readyz               200 once every listener is up, 503 before and while shutting down
+//	GET  /status               JSON: listeners and their protection, routes and the path
+//	                           they take, tunnels with their SAs, cache stats
 //	POST /cache/flush          drop every cache entry
 //	POST /cache/flush?name=N   drop the entries of one name
-func adminHandler(h *swapHandler, g prometheus.Gatherer, ready *atomic.Bool) http.Handler {
+func adminHandler(h *swapHandler, g prometheus.Gatherer, ready *atomic.Bool, status http.HandlerFunc) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", status)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"syscall"
@@ -42,6 +44,17 @@ func TestDefaultConfigAnswers(t *testing.T) {
 	r := mustExchange(t, addr, "udp", "example.com", dns.TypeA)
 	if r.Rcode != dns.RcodeServerFailure || ede(r) < 0 {
 		t.Errorf("forwarded name with no upstream: rcode %s, EDE %d", dns.RcodeToString[r.Rcode], ede(r))
+	}
+	resp, err := http.Get("http://" + p.admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || len(st.Listeners) != 2 || st.Listeners[0].Encryption != "none" || st.Cache == nil ||
+		len(st.Routes) != 1 || st.Routes[0].Path != "host network" {
+		t.Errorf("/status: %+v %v", st, err)
 	}
 	m := p.metrics(t)
 	for _, want := range []string{`lamina_queries_total{qtype="A",rcode="NOERROR",transport="udp"}`, "go_goroutines", "process_resident_memory_bytes", "lamina_resolver_responses_total", "lamina_cache_entries"} {

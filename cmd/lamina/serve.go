@@ -120,7 +120,7 @@ func (a *app) run(cfg *config.Config) int {
 			return exitRuntime
 		}
 		gather := prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.h.gen().reg.Gather() })}
-		a.admin = &http.Server{Handler: adminHandler(&a.h, gather, &a.ready), ReadHeaderTimeout: 5 * time.Second}
+		a.admin = &http.Server{Handler: adminHandler(&a.h, gather, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels)), ReadHeaderTimeout: 5 * time.Second}
 		go a.admin.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
 	}

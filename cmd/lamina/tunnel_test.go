@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,6 +108,18 @@ routes:
 	if !strings.Contains(string(m), `lamina_ipsec_tunnel_up{tunnel="branch"} 1`) ||
 		!regexp.MustCompile(`lamina_ipsec_packets_total\{direction="in",tunnel="branch"\} [1-9]`).Match(m) {
 		t.Errorf("tunnel metrics:\n%s", regexp.MustCompile(`(?m)^lamina_ipsec.*$`).FindAll(m, -1))
+	}
+	sj, err := in("curl", "-s", "http://127.0.0.1:9153/status").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st status
+	if err := json.Unmarshal(sj, &st); err != nil {
+		t.Fatalf("/status: %v\n%s", err, sj)
+	}
+	if len(st.Tunnels) != 1 || !st.Tunnels[0].Up || len(st.Tunnels[0].SAs) < 2 || st.Tunnels[0].SAs[0].Suite == "" ||
+		len(st.Tunnels[0].VirtualIPs) != 1 || len(st.Routes) != 1 || st.Routes[0].Path != "tunnel branch" {
+		t.Errorf("/status:\n%s", sj)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
