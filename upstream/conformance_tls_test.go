@@ -134,3 +134,30 @@ func TestDoQServerCloses(t *testing.T) {
 		testRoundTrip(t, u, "www.example.", "192.0.2.1")
 	}
 }
+
+// TestQUICIdleClose: DoQ and DoH3 servers with a 100 ms idle timeout; rounds
+// of queries separated by longer pauses all succeed.
+func TestQUICIdleClose(t *testing.T) {
+	pki := newPKI(t)
+	for _, tt := range []struct {
+		name  string
+		start func(s *testServer) string
+	}{
+		{"doq", func(s *testServer) string { return "quic://" + s.startDoQ(t, pki.serverConfig("doq")).String() }},
+		{"doh-h3", func(s *testServer) string { return s.startH3(t, pki.serverConfig()) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t)
+			srv.closeAfterAnswer.Store(true)
+			u, err := Parse(tt.start(srv), pki.clientOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			for range 3 {
+				testConcurrent(t, u)
+				time.Sleep(250 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -143,6 +143,9 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 		t.Fatal(err)
 	}
 	srv := &http3.Server{Handler: http.HandlerFunc(s.dohHandler), TLSConfig: http3.ConfigureTLSConfig(cfg)}
+	if s.closeAfterAnswer.Load() { // stands for a server that closes idle connections fast
+		srv.QUICConfig = &quic.Config{MaxIdleTimeout: 100 * time.Millisecond}
+	}
 	done := make(chan struct{})
 	go func() { srv.Serve(pc); close(done) }()
 	t.Cleanup(func() { s.Close(); srv.Close(); <-done; pc.Close() })
@@ -151,7 +154,11 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 
 // startDoQ serves DoQ (RFC 9250) on 127.0.0.1, a goroutine per stream.
 func (s *testServer) startDoQ(t testing.TB, cfg *tls.Config) net.Addr {
-	l, err := quic.ListenAddr("127.0.0.1:0", cfg, &quic.Config{Allow0RTT: true})
+	qc := &quic.Config{Allow0RTT: true}
+	if s.closeAfterAnswer.Load() {
+		qc.MaxIdleTimeout = 100 * time.Millisecond
+	}
+	l, err := quic.ListenAddr("127.0.0.1:0", cfg, qc)
 	if err != nil {
 		t.Fatal(err)
 	}
