@@ -187,8 +187,10 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, p peer, cl
 	s.inflight.Add(1)
 	go func() {
 		defer func() {
-			*bp = pkt[:0]
-			s.bufs.Put(bp)
+			if cap(pkt) <= udpBufSize { // a rare jumbo query is not kept
+				*bp = pkt[:0]
+				s.bufs.Put(bp)
+			}
 			<-s.sem
 			s.inflight.Done()
 		}()
