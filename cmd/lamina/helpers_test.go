@@ -36,7 +36,11 @@ func TestMain(m *testing.M) {
 	if _, err := os.Stat(gobin); err != nil {
 		gobin = "go"
 	}
-	out, err := exec.Command(gobin, "build", "-o", laminaBin, ".").CombinedOutput()
+	args := []string{"build", "-o", laminaBin}
+	if os.Getenv("LAMINA_TEST_RACE") != "" {
+		args = append(args, "-race") // the processes report data races on stderr
+	}
+	out, err := exec.Command(gobin, append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building lamina: %v\n%s", err, out)
 		os.RemoveAll(dir)
@@ -94,6 +98,9 @@ func startLamina(t *testing.T, dnsAddr string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.done
+		if strings.Contains(p.out.String(), "WARNING: DATA RACE") {
+			t.Error("lamina reported a data race")
+		}
 		if t.Failed() {
 			t.Logf("lamina output:\n%s", p.out)
 		}
