@@ -2,13 +2,18 @@ package doh
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -198,5 +203,45 @@ func TestAltSvcPort(t *testing.T) {
 	s.ServeHTTP(w, r)
 	if got := w.Header().Get("Alt-Svc"); got != `h3=":8443"; ma=86400` {
 		t.Errorf("Alt-Svc %q", got)
+	}
+}
+
+// TestSlowClients: a TCP connection that never starts TLS, and a TLS
+// connection that never finishes its request headers, are closed; the server
+// keeps answering.
+func TestSlowClients(t *testing.T) {
+	e := start(t, false, Config{HeaderTimeout: 300 * time.Millisecond})
+	addr := "127.0.0.1:" + strconv.Itoa(e.port)
+	closed := func(name string, c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := io.ReadAll(c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: connection still open", name)
+		}
+	}
+	half, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	closed("no ClientHello", half)
+
+	cfg := tlsconftest.ClientConfig(t, e.p, []string{"http/1.1"}, nil)
+	slow, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.Write([]byte("POST /dns-query HTTP/1.1\r\nHost: dns.example.test\r\n"))
+	closed("slowloris", slow)
+
+	// HTTP/1.1 still works.
+	tr := &http.Transport{TLSClientConfig: tlsconftest.ClientConfig(t, e.p, nil, nil)}
+	defer tr.CloseIdleConnections()
+	m, r := post(t, &http.Client{Transport: tr}, e.url, query(tlsconftest.SiteName, dns.TypeA))
+	if r.ProtoMajor != 1 || len(m.Answer) != 1 {
+		t.Fatalf("HTTP/%d answer %v", r.ProtoMajor, m)
 	}
 }

@@ -26,7 +26,7 @@ const (
 	DefaultPath                 = "/dns-query"
 	DefaultIdleTimeout          = 60 * time.Second
 	DefaultMaxConcurrentStreams = 250
-	DefaultReadHeaderTimeout    = 5 * time.Second
+	DefaultHeaderTimeout        = 5 * time.Second
 )
 
 // Config configures a Server. The zero value of every field but Handler and
@@ -59,6 +59,11 @@ type Config struct {
 
 	// IdleTimeout closes idle connections; zero means 60 s.
 	IdleTimeout time.Duration
+
+	// HeaderTimeout bounds the TLS handshake and the reading of an
+	// HTTP/1.1 request's headers, against half-open and slowloris clients;
+	// zero means 5 s.
+	HeaderTimeout time.Duration
 
 	// MaxConcurrentStreams bounds streams per HTTP/2 and HTTP/3 connection;
 	// zero means 250.
@@ -97,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("doh: Config.Handler is nil")
 	}
-	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxConcurrentStreams < 0 || cfg.AltSvcH3Port < 0 || cfg.AltSvcH3Port > 65535 {
+	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.HeaderTimeout < 0 || cfg.MaxConcurrentStreams < 0 || cfg.AltSvcH3Port < 0 || cfg.AltSvcH3Port > 65535 {
 		return nil, errors.New("doh: negative timeout or limit")
 	}
 	if cfg.Path == "" {
@@ -115,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
@@ -130,7 +138,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.http = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
