@@ -2,6 +2,7 @@ package do53
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"runtime"
@@ -198,12 +199,27 @@ func BenchmarkScanQuery(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleConnMemory reports the server-side memory (heap and stacks)
-// held per idle connection after one query, with the client ends in the same
-// process subtracted as well as they can be (their sockets only).
+// BenchmarkIdleConnMemory reports the memory (heap and stacks) held per idle
+// connection after one query, over TCP and over TLS 1.3. Client ends live in
+// the same process and are included: read it as an upper bound.
 func BenchmarkIdleConnMemory(b *testing.B) {
+	b.Run("tcp", func(b *testing.B) { idleConnMemory(b, false) })
+	b.Run("tls", func(b *testing.B) { idleConnMemory(b, true) })
+}
+
+func idleConnMemory(b *testing.B, useTLS bool) {
 	const n = 2000
-	s, addr := startStream(b, StreamConfig{Config: Config{Handler: benchHandler(b, false)}, MaxConns: 2 * n, IdleTimeout: time.Minute}, nil)
+	cfg := StreamConfig{Config: Config{Handler: benchHandler(b, false)}, MaxConns: 2 * n, IdleTimeout: time.Minute}
+	var wrap func(net.Listener) net.Listener
+	var clientTLS *tls.Config
+	if useTLS {
+		cert, pool := testCert(b)
+		cfg.Transport = resolver.TLS
+		srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
+		wrap = func(l net.Listener) net.Listener { return tls.NewListener(l, srvTLS) }
+		clientTLS = &tls.Config{RootCAs: pool, ServerName: "dns.example"}
+	}
+	s, addr := startStream(b, cfg, wrap)
 	q := pack(b, query("bench.example.", dns.TypeA))
 	frame := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
 	for b.Loop() {
@@ -217,6 +233,9 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if clientTLS != nil {
+				c = tls.Client(c, clientTLS)
+			}
 			c.Write(frame)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if _, err := c.Read(buf); err != nil {
@@ -228,6 +247,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
 		b.ReportMetric(float64(used)/n, "B/conn")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/conn")
 		for _, c := range conns {
 			c.Close()
 		}
