@@ -116,7 +116,7 @@ func (a *app) run(cfg *config.Config) int {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			fmt.Fprintf(a.stderr, "lamina: admin listener: %v\n", err)
-			g.close(nil)
+			a.stop(time.Second)
 			return exitRuntime
 		}
 		gather := prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.h.gen().reg.Gather() })}
