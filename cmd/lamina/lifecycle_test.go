@@ -276,4 +276,11 @@ func TestPortInUse(t *testing.T) {
 	if len(errLines) != 1 || !strings.Contains(errLines[0], "address already in use") {
 		t.Errorf("want one line saying the address is in use, got:\n%s", out)
 	}
+
+	// The admin port taken: the same.
+	cmd = exec.Command(laminaBin, "serve", "-listen", "udp://"+freeAddr(t), "-admin", l.Addr().String())
+	out, _ = cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "lamina: admin listener: ") || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("admin port in use: exit %d\n%s", code, out)
+	}
 }
