@@ -2,7 +2,8 @@
 // over UDP ([Server]) and TCP ([StreamServer]), the stream server that DoT runs
 // over a TLS listener, and the code every transport (Do53, DoT, DoH, DoQ)
 // shares to vet a query ([ParseQuery], [MaxSize]), finish a response
-// ([Reply]) and count it ([Metrics]).
+// ([Reply]) and count it ([Metrics]), or all of that at once for one raw
+// query ([Responder]).
 //
 // # Why do53 owns stream framing
 //
@@ -28,8 +29,8 @@
 //
 // No policy (ACLs, rate limits, routing, caching): that is the Handler's.
 // No TLS configuration or certificates: callers pass a listener that yields
-// *tls.Conn. No DoH or DoQ framing: those packages call ParseQuery, Reply and
-// Metrics themselves.
+// *tls.Conn. No DoH or DoQ framing: those packages use ParseQuery, Reply and
+// Metrics, or a Responder.
 //
 // # RFCs
 //
