@@ -125,6 +125,9 @@ func TestCommandLine(t *testing.T) {
 		out  string // in stdout or stderr
 	}{
 		{[]string{"version"}, 0, "lamina "},
+		{[]string{"version", "-h"}, 0, "Usage: lamina version"},
+		{[]string{"ech", "keygen", "-h"}, 0, "-public-name name"},
+		{[]string{"ech", "keygen"}, 2, "a public name is needed"},
 		{[]string{"-h"}, 0, "lamina serve [-config FILE]"},
 		{[]string{"serve", "-h"}, 0, "-upstream URL"},
 		{[]string{"check", "-h"}, 0, "check -config FILE"},

@@ -52,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "ech":
 		return echCmd(args[1:], stdout, stderr)
 	case "version":
+		fs := newFlagSet("version", "version", stdout)
+		if code, ok := parseFlags(fs, args[1:]); !ok {
+			return code
+		}
 		fmt.Fprintln(stdout, "lamina", versionString())
 		return exitOK
 	case "-h", "-help", "--help", "help":
