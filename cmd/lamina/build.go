@@ -48,6 +48,7 @@ type shared struct {
 	tls         *tlsconf.Provider // nil without encrypted listeners
 	earlyData   bool              // tls.early_data: 0-RTT on DoQ and h3
 	tunnels     map[string]*tunnelNet
+	layers      *layerStats // per-hop protection counters (GET /layers)
 }
 
 // build makes a generation from a validated config. prev, when not nil, is

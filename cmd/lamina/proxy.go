@@ -29,7 +29,7 @@ func startProxy(ctx context.Context, cfg *config.Config, pc config.Proxy, h reso
 		dialer = t
 	}
 	pcfg := proxy.Config{
-		Dialer: dialer,
+		Dialer: sh.layers.dialer(pc.Name, dialer),
 		Resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return lookup(ctx, h, "proxy:"+pc.Name, host)
 		},

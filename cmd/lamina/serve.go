@@ -75,7 +75,7 @@ func (a *app) run(cfg *config.Config) int {
 	log := newLogger(cfg.Logging, a.stderr, &a.lv)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.sh = &shared{log: log, reg: reg, upMetrics: upstream.NewMetrics(reg), do53Metrics: do53.NewMetrics(reg)}
+	a.sh = &shared{log: log, reg: reg, upMetrics: upstream.NewMetrics(reg), do53Metrics: do53.NewMetrics(reg), layers: newLayerStats()}
 	reg.MustRegister(newCacheCollector(&a.h))
 	if needsTLS(cfg) {
 		a.sh.earlyData = cfg.TLS.EarlyData
@@ -120,14 +120,14 @@ func (a *app) run(cfg *config.Config) int {
 			return exitRuntime
 		}
 		gather := prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.h.gen().reg.Gather() })}
-		a.admin = &http.Server{Handler: adminHandler(&a.h, gather, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels)), ReadHeaderTimeout: 5 * time.Second}
+		a.admin = &http.Server{Handler: a.withLayers(adminHandler(&a.h, gather, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels))), ReadHeaderTimeout: 5 * time.Second}
 		go a.admin.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
 	}
 
 	a.listeners = map[string]*listener{}
 	for _, l := range cfg.Listeners {
-		rl, err := startListener(ctx, l, &a.h, a.sh, a.fatal)
+		rl, err := startListener(ctx, l, a.sh.layers.handler(&a.h), a.sh, a.fatal)
 		if err != nil {
 			fmt.Fprintf(a.stderr, "lamina: %v\n", err)
 			a.stop(time.Second)
@@ -277,7 +277,7 @@ func (a *app) reload() error {
 		if a.listeners[k] != nil {
 			continue
 		}
-		rl, err := startListener(context.Background(), l, &a.h, a.sh, a.fatal)
+		rl, err := startListener(context.Background(), l, a.sh.layers.handler(&a.h), a.sh, a.fatal)
 		if err != nil {
 			// What started keeps serving the old generation; the rest of
 			// the old configuration stays as it was.

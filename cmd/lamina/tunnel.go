@@ -29,10 +29,13 @@ import (
 // unreachable; until then dials fail at once and queries routed through the
 // tunnel get SERVFAIL with an EDE instead of hanging.
 type tunnelNet struct {
-	name   string
-	cur    atomic.Pointer[ipsec.IKETunnel]
-	cancel context.CancelFunc
-	done   chan struct{}
+	name string
+	cur  atomic.Pointer[ipsec.IKETunnel]
+	// outerLocal is the ESP-in-UDP socket's local address, for the layers
+	// view.
+	outerLocal atomic.Pointer[string]
+	cancel     context.CancelFunc
+	done       chan struct{}
 }
 
 var _ upstream.Network = (*tunnelNet)(nil)
@@ -73,7 +76,7 @@ func startTunnel(cfg *config.Config, tc config.Tunnel, log *slog.Logger) (*tunne
 		defer close(n.done)
 		backoff := time.Second
 		for ctx.Err() == nil {
-			t, err := dialTunnel(ctx, tc, ic, log)
+			t, err := dialTunnel(ctx, tc, ic, log, &n.outerLocal)
 			if err == nil {
 				log.Info("tunnel up", "gateway", tc.Gateway)
 				n.cur.Store(t)
@@ -94,14 +97,22 @@ func startTunnel(cfg *config.Config, tc config.Tunnel, log *slog.Logger) (*tunne
 }
 
 // dialTunnel resolves the gateway and runs IKE until the first CHILD_SA.
-func dialTunnel(ctx context.Context, tc config.Tunnel, ic ike.Config, log *slog.Logger) (*ipsec.IKETunnel, error) {
+func dialTunnel(ctx context.Context, tc config.Tunnel, ic ike.Config, log *slog.Logger, outer *atomic.Pointer[string]) (*ipsec.IKETunnel, error) {
 	gw, err := gatewayAddr(ctx, tc.Gateway)
 	if err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return ipsec.Dial(dctx, ipsec.Config{Gateway: gw, MTU: tc.MTU, Logger: log}, ic)
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err == nil {
+			s := c.LocalAddr().String()
+			outer.Store(&s)
+		}
+		return c, err
+	}
+	return ipsec.Dial(dctx, ipsec.Config{Gateway: gw, MTU: tc.MTU, Logger: log, Dial: dial}, ic)
 }
 
 // gatewayAddr turns host[:port] into an address; port 0 means 4500.
