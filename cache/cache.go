@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"github.com/laminadns/lamina/resolver"
 	"github.com/miekg/dns"
 )
 
@@ -80,35 +79,35 @@ func (c *Cache) shard(key []byte) (*shard, uint64) {
 // lookup finds key's entry and judges it at time now. A response that would
 // exceed max bytes is a Miss that leaves the entry's state alone, and so is
 // anything but Fresh when freshOnly (the wire path, see AppendWire).
-func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (*entry, resolver.Freshness, uint32) {
+func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (*entry, uint8, uint32) {
 	sh, h := c.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.lru.Get(h)
 	if !ok || !e.matches(key) {
 		sh.mu.Unlock()
-		return nil, resolver.Miss, 0
+		return nil, Miss, 0
 	}
 	if left := e.expire - now; left > 0 {
 		if e.respLen(edns, false) > max {
 			sh.mu.Unlock()
-			return nil, resolver.Miss, 0
+			return nil, Miss, 0
 		}
-		fr := resolver.Fresh
+		fr := Fresh
 		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && uint32(e.hits)+1 >= c.s.prefetchHits &&
 			left*prefetchShare < int64(e.ttl)*int64(time.Second) {
 			if freshOnly {
 				sh.mu.Unlock()
-				return nil, resolver.Miss, 0
+				return nil, Miss, 0
 			}
 			e.prefetch = true
-			fr = resolver.Refresh
+			fr = Refresh
 		}
 		if e.hits < 1<<16-1 {
 			e.hits++
 		}
 		sh.mu.Unlock()
 		sh.hits.Add(1)
-		if fr == resolver.Refresh {
+		if fr == Refresh {
 			sh.prefetches.Add(1)
 		}
 		return e, fr, uint32((left + int64(time.Second) - 1) / int64(time.Second))
@@ -116,15 +115,15 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 	if e.kind == servFail || c.s.maxStale < 0 || now-e.expire >= c.s.maxStale {
 		sh.lru.Remove(h) // past any use
 		sh.mu.Unlock()
-		return nil, resolver.Miss, 0
+		return nil, Miss, 0
 	}
 	if freshOnly || !(stale || c.s.swr || e.failing(now)) || e.respLen(edns, true) > max {
 		sh.mu.Unlock()
-		return nil, resolver.Miss, 0
+		return nil, Miss, 0
 	}
 	sh.mu.Unlock()
 	sh.stale.Add(1)
-	return e, resolver.Stale, staleTTL
+	return e, Stale, staleTTL
 }
 
 // AppendWire implements resolver.Cache's fast path. It answers only Fresh:
@@ -132,31 +131,31 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 // unusual query is declined as a Miss with no side effect, so that the
 // caller's slow path, Get, reports it and the resolver acts on it. It counts
 // hits but not misses, since the caller falls back to Get, which counts them.
-func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, resolver.Freshness) {
+func (c *Cache) AppendWire(dst, raw []byte, max int) ([]byte, uint8) {
 	q, ok := parseQuery(raw)
 	if !ok {
-		return dst, resolver.Miss
+		return dst, Miss
 	}
 	var kb [maxKey]byte
 	key := appendKey(kb[:0], raw[headerLen:q.nameEnd], q.qtype, q.qclass, q.do, raw[3]&flagCD != 0)
 	e, fr, ttl := c.lookup(key, c.s.now(), false, true, max, q.edns)
-	if fr == resolver.Miss {
+	if fr == Miss {
 		return dst, fr
 	}
 	id := uint16(raw[0])<<8 | uint16(raw[1])
-	return e.appendTo(dst, id, raw[2]&(flagRD>>8) != 0, raw[headerLen:q.nameEnd], q.edns, q.do, fr == resolver.Stale, ttl), fr
+	return e.appendTo(dst, id, raw[2]&(flagRD>>8) != 0, raw[headerLen:q.nameEnd], q.edns, q.do, fr == Stale, ttl), fr
 }
 
 // Get implements resolver.Cache. The returned message is the caller's.
-func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
+func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, uint8) {
 	if req == nil || len(req.Question) != 1 {
-		return nil, resolver.Miss
+		return nil, Miss
 	}
 	q := req.Question[0]
 	var nb [maxName + 1]byte
 	n, err := dns.PackDomainName(q.Name, nb[:], 0, nil, false)
 	if err != nil || n == 0 {
-		return nil, resolver.Miss
+		return nil, Miss
 	}
 	opt := req.IsEdns0()
 	do := opt != nil && opt.Do()
@@ -164,24 +163,24 @@ func (c *Cache) Get(req *dns.Msg, stale bool) (*dns.Msg, resolver.Freshness) {
 	key := appendKey(kb[:0], nb[:n], q.Qtype, q.Qclass, do, req.CheckingDisabled)
 	now := c.s.now()
 	e, fr, ttl := c.lookup(key, now, stale, false, 0xffff, opt != nil)
-	if fr == resolver.Miss && c.l2 != nil {
+	if fr == Miss && c.l2 != nil {
 		// Another instance may have it (or a fresher copy of an expired one).
 		if e2 := c.l2.get(key, now); e2 != nil && c.store(key, e2, now, true) {
 			e, fr, ttl = c.lookup(key, now, stale, false, 0xffff, opt != nil)
 		}
 	}
-	if fr == resolver.Miss {
+	if fr == Miss {
 		if !stale { // a stale lookup follows a counted miss
 			sh, _ := c.shard(key)
 			sh.misses.Add(1)
 		}
 		return nil, fr
 	}
-	wire := e.appendTo(make([]byte, 0, e.respLen(opt != nil, fr == resolver.Stale)),
-		req.Id, req.RecursionDesired, nb[:n], opt != nil, do, fr == resolver.Stale, ttl)
+	wire := e.appendTo(make([]byte, 0, e.respLen(opt != nil, fr == Stale)),
+		req.Id, req.RecursionDesired, nb[:n], opt != nil, do, fr == Stale, ttl)
 	m := new(dns.Msg)
 	if err := m.Unpack(wire); err != nil {
-		return nil, resolver.Miss
+		return nil, Miss
 	}
 	return m, fr
 }

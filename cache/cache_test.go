@@ -252,3 +252,10 @@ func TestFlush(t *testing.T) {
 		t.Errorf("after Flush: %+v", st)
 	}
 }
+
+// TestFreshnessValues pins the structural match with resolver.Freshness.
+func TestFreshnessValues(t *testing.T) {
+	if Miss != resolver.Miss || Fresh != resolver.Fresh || Refresh != resolver.Refresh || Stale != resolver.Stale {
+		t.Fatal("cache's Freshness values differ from resolver's")
+	}
+}

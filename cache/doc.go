@@ -30,10 +30,9 @@
 // (the resolver strips ECS; no OPT option of any response is ever stored or
 // replayed).
 //
-// Dependencies: *Cache satisfies resolver.Cache. Go matches interface methods
-// by identical types, so this package imports package resolver for the
-// Freshness type alone; resolver never imports cache, so
-// there is no cycle. Nothing else of resolver is used here.
+// Dependencies: miekg/dns, golang-lru and go-redis only. *Cache satisfies
+// resolver.Cache structurally: resolver.Freshness is an alias of uint8 and the
+// constants in freshness.go carry the same values.
 //
 // RFCs: 1035, 2181 §5.2 (one TTL per RRset), 2308 (negative caching), 4035
 // §3.2.2 (CD), 6891 (EDNS), 8767 (serve-stale), 8914 (EDE), 9520 (resolution

@@ -2,8 +2,10 @@ package resolver
 
 import "github.com/miekg/dns"
 
-// Freshness says how a cache lookup went.
-type Freshness uint8
+// Freshness says how a cache lookup went. It is an alias of uint8, not a
+// defined type, so that a cache can satisfy Cache without importing this
+// package (package cache declares the same four values).
+type Freshness = uint8
 
 const (
 	Miss    Freshness = iota // nothing usable
