@@ -199,6 +199,7 @@ func startNSD(t *testing.T, zones map[string]string) *nsd {
   database: ""
   verbosity: 0
   hide-version: yes
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 `, port, dir, dir+"/nsd.pid", dir+"/zone.list", dir+"/xfrd.state")
