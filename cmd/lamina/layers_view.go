@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laminadns/lamina/cache"
@@ -20,7 +21,9 @@ type layersView struct {
 	Upstreams []upstreamLayer `json:"upstreams"` // Lamina → upstream, per upstream URL
 	Tunnels   []tunnelLayer   `json:"tunnels"`   // Lamina → internal servers
 	Proxies   []proxyLayer    `json:"proxies"`   // proxied connections
-	Cache     *cache.Stats    `json:"cache,omitempty"`
+	// LocalZones are answered by Lamina itself: no upstream hop.
+	LocalZones []string     `json:"local_zones,omitempty"`
+	Cache      *cache.Stats `json:"cache,omitempty"`
 }
 
 type upstreamLayer struct {
@@ -146,6 +149,9 @@ func (a *app) layers() layersView {
 		c := a.sh.layers.proxy(pc.Name)
 		pl.Dials, pl.Failed, pl.TLS, pl.Plain = c.dials.Load(), c.failed.Load(), c.tls.Load(), c.plain.Load()
 		v.Proxies = append(v.Proxies, pl)
+	}
+	for _, z := range cfg.LocalZones {
+		v.LocalZones = append(v.LocalZones, dns.Fqdn(z.Name))
 	}
 	if g.cache != nil {
 		st := g.cache.Stats()

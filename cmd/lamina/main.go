@@ -3,6 +3,7 @@
 //	lamina serve [-config FILE] [-listen URL]... [-upstream URL]... [-admin ADDR]
 //	lamina check -config FILE
 //	lamina ech keygen [-config FILE] [-state-dir DIR] [-public-name NAME]
+//	lamina query [-server URL] [-type T] [-ca FILE] [-ech B64|-ech-from-dns] [-trace [-admin ADDR]] NAME
 //	lamina version
 //
 // With no -config and no flags, serve runs the embedded default configuration
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkCmd(args[1:], stdout, stderr)
 	case "ech":
 		return echCmd(args[1:], stdout, stderr)
+	case "query":
+		return queryCmd(args[1:], stdout, stderr)
 	case "version":
 		fs := newFlagSet("version", "version", stdout)
 		if code, ok := parseFlags(fs, args[1:]); !ok {
@@ -74,6 +77,7 @@ Usage:
   lamina serve [-config FILE] [-listen URL]... [-upstream URL]... [-admin ADDR]
   lamina check -config FILE
   lamina ech keygen [-config FILE] [-state-dir DIR] [-public-name NAME]
+  lamina query [-server URL] [-type T] [-trace [-admin ADDR]] NAME
   lamina version
 
 Run "lamina COMMAND -h" for a command's flags. With no flags, serve runs the
