@@ -303,6 +303,10 @@ type Tunnel struct {
 	InnerAddress netip.Addr `yaml:"inner_address"`
 	// MTU of the inner stack. Zero: 1400.
 	MTU int `yaml:"mtu"`
+	// DPDDelay is the silence after which the gateway is probed; a gateway
+	// that does not answer is declared dead and the tunnel re-established.
+	// Zero: 30s.
+	DPDDelay Duration `yaml:"dpd_delay"`
 }
 
 // Proxy is a SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT listener on one port.

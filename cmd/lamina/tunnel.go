@@ -142,6 +142,7 @@ func ikeConfig(cfg *config.Config, tc config.Tunnel) (ike.Config, error) {
 		RemoteNets:   tc.RemoteSubnets,
 		ChildRekey:   tc.ChildLifetime.D(),
 		IKERekey:     tc.IKELifetime.D(),
+		DPDDelay:     tc.DPDDelay.D(),
 	}
 	if tc.RemoteID != "" {
 		ic.Remote = identity(tc.RemoteID)
