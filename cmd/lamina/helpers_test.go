@@ -83,6 +83,12 @@ type proc struct {
 // waits until /readyz answers 200. The process is killed when the test ends.
 func startLamina(t *testing.T, dnsAddr string, args ...string) *proc {
 	t.Helper()
+	return startLaminaEnv(t, nil, dnsAddr, args...)
+}
+
+// startLaminaEnv is startLamina with extra environment variables.
+func startLaminaEnv(t *testing.T, env []string, dnsAddr string, args ...string) *proc {
+	t.Helper()
 	p := &proc{
 		out:   &syncBuffer{},
 		admin: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
@@ -91,6 +97,9 @@ func startLamina(t *testing.T, dnsAddr string, args ...string) *proc {
 	}
 	p.cmd = exec.Command(laminaBin, append([]string{"serve", "-admin", p.admin}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/laminadns/lamina/internal/testenv"
 	"github.com/laminadns/lamina/ipsec/ike/iketest"
 )
@@ -129,5 +131,37 @@ routes:
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("lamina did not stop")
+	}
+}
+
+// TestTunnelDownServfail: while a tunnel cannot come up, names routed
+// through it get SERVFAIL with an EDE at once, and are never sent to the
+// public group (which would answer them).
+func TestTunnelDownServfail(t *testing.T) {
+	t.Parallel()
+	public := startNSD(t, map[string]string{"corp.example.": "www IN A 203.0.113.66\n"})
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+tunnels:
+  - {name: branch, gateway: "%s", local_id: lamina.example, psk_env: LAMINA_TEST_PSK, remote_subnets: [10.200.0.0/24]}
+upstream_groups:
+  - {name: corp, tunnel: branch, upstreams: ["udp://10.200.0.53"]}
+  - {name: public, upstreams: ["udp://%s"]}
+routes:
+  - {zone: corp.example, group: corp}
+  - {zone: ., group: public}
+`, addr, freeAddr(t), public.addr))
+	p := startLaminaEnv(t, []string{"LAMINA_TEST_PSK=not-used-for-long"}, addr, "-config", cfg)
+	start := time.Now()
+	r := mustExchange(t, addr, "udp", "www.corp.example", dns.TypeA)
+	if r.Rcode != dns.RcodeServerFailure || ede(r) < 0 || len(r.Answer) != 0 {
+		t.Errorf("internal name with the tunnel down: %s EDE %d %v", dns.RcodeToString[r.Rcode], ede(r), r.Answer)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("SERVFAIL took %v", d)
+	}
+	if !strings.Contains(p.metrics(t), `lamina_ipsec_tunnel_up{tunnel="branch"} 0`) {
+		t.Error("tunnel reported up")
 	}
 }
