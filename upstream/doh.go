@@ -28,6 +28,14 @@ type DoH struct {
 	timeout  time.Duration
 	m        *upstreamMetrics
 	closed   atomic.Bool
+
+	// After suspectIdle without an answer, a query gets suspectWait on the
+	// pooled connection before dropConns closes it and the query is sent
+	// again on a fresh one: a server that dropped the connection silently
+	// is noticed in a fraction of the timeout.
+	suspectIdle, suspectWait time.Duration
+	lastAnswer               atomic.Int64 // unix ns
+	dropConns                func(dialedBefore time.Time)
 }
 
 var _ Upstream = (*DoH)(nil)
@@ -55,14 +63,23 @@ func NewDoH(rawURL string, opts Options) (*DoH, error) {
 	um := opts.Metrics.forUpstream(name)
 	ech := newECHState(opts, discoverECH(opts.Bootstrap, echHost(ep, cfg)))
 	rt := newH2Fallback(opts, ep, cfg, ech, um)
-	return &DoH{
-		endpoint: u.String(),
-		url:      name,
-		rt:       rt,
-		closeRT:  func() error { rt.close(); return nil },
-		timeout:  opts.Timeout,
-		m:        um,
-	}, nil
+	return newDoH(u.String(), name, rt, func() error { rt.close(); return nil }, func(time.Time) { rt.close() }, opts, um), nil
+}
+
+func newDoH(endpoint, name string, rt http.RoundTripper, closeRT func() error, dropConns func(time.Time), opts Options, um *upstreamMetrics) *DoH {
+	d := &DoH{
+		endpoint:    endpoint,
+		url:         name,
+		rt:          rt,
+		closeRT:     closeRT,
+		timeout:     opts.Timeout,
+		m:           um,
+		suspectIdle: 5 * time.Second,
+		suspectWait: min(time.Second, opts.Timeout/4),
+		dropConns:   dropConns,
+	}
+	d.lastAnswer.Store(time.Now().UnixNano())
+	return d
 }
 
 // dohURL checks an https:// or h3:// URL and returns it with the https
@@ -131,8 +148,16 @@ func (d *DoH) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	// before any answer: try once more, on whatever connection the
 	// transport has then (the dead one is gone from its pool).
 	for attempt := 0; ; attempt++ {
-		resp, err := d.roundTrip(ctx, req, body)
+		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
+		started := time.Now()
+		suspect := attempt == 0 && started.Sub(time.Unix(0, d.lastAnswer.Load())) > d.suspectIdle
+		if suspect {
+			tryCtx, tryCancel = context.WithTimeout(ctx, d.suspectWait)
+		}
+		resp, err := d.roundTrip(tryCtx, req, body)
+		tryCancel()
 		if err == nil {
+			d.lastAnswer.Store(time.Now().UnixNano())
 			return resp, nil
 		}
 		if ctx.Err() != nil {
@@ -140,6 +165,10 @@ func (d *DoH) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		}
 		if d.closed.Load() {
 			return nil, closedError(d)
+		}
+		if suspect && tryCtx.Err() != nil {
+			d.dropConns(started)
+			continue
 		}
 		if attempt > 0 || errors.Is(err, errHTTP) {
 			return nil, fmt.Errorf("exchanging with %s: %w", d, err)

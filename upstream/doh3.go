@@ -41,12 +41,6 @@ func NewDoH3(rawURL string, opts Options) (*DoH, error) {
 			return qd.dial(ctx, tlsCfg, qcfg)
 		},
 	}
-	return &DoH{
-		endpoint: u.String(),
-		url:      name,
-		rt:       tr,
-		closeRT:  func() error { return errors.Join(tr.Close(), qd.close()) },
-		timeout:  opts.Timeout,
-		m:        um,
-	}, nil
+	closeRT := func() error { return errors.Join(tr.Close(), qd.close()) }
+	return newDoH(u.String(), name, tr, closeRT, qd.dropConns, opts, um), nil
 }

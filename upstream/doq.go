@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -28,6 +29,11 @@ type DoQ struct {
 	ctx    context.Context // ended by Close, bounds dials
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// A reused connection that has carried no answer for suspectIdle gets
+	// suspectWait to answer before the query moves to a fresh one.
+	suspectIdle, suspectWait time.Duration
+	lastAnswer               atomic.Int64 // unix ns of the last answer or dial
 
 	mu      sync.Mutex
 	conn    *quic.Conn
@@ -73,6 +79,9 @@ func NewDoQ(hostport string, opts Options) (*DoQ, error) {
 		url:     url,
 		ctx:     ctx,
 		cancel:  cancel,
+
+		suspectIdle: 5 * time.Second,
+		suspectWait: min(time.Second, opts.Timeout/4),
 	}, nil
 }
 
@@ -113,12 +122,26 @@ func (d *DoQ) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("exchanging with %s: %w", d, err)
 		}
-		resp, err := d.roundTrip(ctx, conn, req)
+		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
+		suspect := !fresh && attempt == 0 && time.Since(time.Unix(0, d.lastAnswer.Load())) > d.suspectIdle
+		if suspect {
+			tryCtx, tryCancel = context.WithTimeout(ctx, d.suspectWait)
+		}
+		resp, err := d.roundTrip(tryCtx, conn, req)
+		tryCancel()
 		if err == nil {
+			d.lastAnswer.Store(time.Now().UnixNano())
 			return resp, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("exchanging with %s: %w", d, ctxError(ctx))
+		}
+		if suspect && tryCtx.Err() != nil {
+			// Silent after a long idle: the server most likely dropped the
+			// connection without telling (no stateless reset).
+			conn.CloseWithError(doqNoError, "unresponsive")
+			d.forget(conn)
+			continue
 		}
 		if conn.Context().Err() != nil {
 			d.forget(conn)
@@ -174,6 +197,7 @@ func (d *DoQ) dial(w *dialWait) {
 		w.conn, w.err = nil, errClosedPool
 	} else {
 		d.conn = c
+		d.lastAnswer.Store(time.Now().UnixNano())
 	}
 	d.dialing = nil
 	d.mu.Unlock()

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -29,6 +31,7 @@ type quicDialer struct {
 	mu     sync.Mutex
 	pc     net.PacketConn
 	tr     *quic.Transport
+	conns  []dialedConn // possibly dead; for dropConns
 	closed bool
 }
 
@@ -41,6 +44,12 @@ func newQUICDialer(o Options, ep *endpoint, ech *echState, um *upstreamMetrics) 
 		qcfg: &quic.Config{
 			HandshakeIdleTimeout: o.Timeout,
 			MaxIdleTimeout:       o.IdleTimeout,
+			// PING at half the negotiated idle timeout (quic-go caps the
+			// period there): a server that drops idle connections silently
+			// and sends no stateless reset would otherwise leave the client
+			// sending queries into a dead connection until its own idle
+			// timer fires, which the server's packets may have pushed back.
+			KeepAlivePeriod: 15 * time.Second,
 		},
 	}
 }
@@ -83,6 +92,10 @@ func (q *quicDialer) dial(ctx context.Context, tlsCfg *tls.Config, qcfg *quic.Co
 		})
 		if err == nil {
 			q.um.conn(usedECH)
+			q.mu.Lock()
+			q.conns = slices.DeleteFunc(q.conns, func(d dialedConn) bool { return d.c.Context().Err() != nil })
+			q.conns = append(q.conns, dialedConn{c, time.Now()})
+			q.mu.Unlock()
 			return c, nil
 		}
 		errs = append(errs, err)
@@ -91,6 +104,30 @@ func (q *quicDialer) dial(ctx context.Context, tlsCfg *tls.Config, qcfg *quic.Co
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+type dialedConn struct {
+	c       *quic.Conn
+	created time.Time
+}
+
+// dropConns closes the connections dialed before t, so that the next request
+// dials afresh (http3.Transport would otherwise keep using a connection the
+// server dropped silently). Newer ones, dialed by retries meanwhile, stay.
+func (q *quicDialer) dropConns(t time.Time) {
+	q.mu.Lock()
+	var old []*quic.Conn
+	q.conns = slices.DeleteFunc(q.conns, func(d dialedConn) bool {
+		if d.created.Before(t) {
+			old = append(old, d.c)
+			return true
+		}
+		return false
+	})
+	q.mu.Unlock()
+	for _, c := range old {
+		c.CloseWithError(0x100, "unresponsive") // H3_NO_ERROR
+	}
 }
 
 // close closes every connection of the transport and its socket.

@@ -35,6 +35,7 @@ type testServer struct {
 	// closeAfterAnswer makes the DoQ server close the connection after
 	// each answer, as a server closing idle connections would.
 	closeAfterAnswer atomic.Bool
+	shortIdle        atomic.Bool              // QUIC servers time out idle connections after 300 ms
 	ddr              atomic.Pointer[[]dns.RR] // answer to _dns.resolver.arpa SVCB
 }
 

@@ -143,8 +143,8 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 		t.Fatal(err)
 	}
 	srv := &http3.Server{Handler: http.HandlerFunc(s.dohHandler), TLSConfig: http3.ConfigureTLSConfig(cfg)}
-	if s.closeAfterAnswer.Load() { // stands for a server that closes idle connections fast
-		srv.QUICConfig = &quic.Config{MaxIdleTimeout: 100 * time.Millisecond}
+	if s.shortIdle.Load() {
+		srv.QUICConfig = &quic.Config{MaxIdleTimeout: 300 * time.Millisecond}
 	}
 	done := make(chan struct{})
 	go func() { srv.Serve(pc); close(done) }()
@@ -155,8 +155,8 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 // startDoQ serves DoQ (RFC 9250) on 127.0.0.1, a goroutine per stream.
 func (s *testServer) startDoQ(t testing.TB, cfg *tls.Config) net.Addr {
 	qc := &quic.Config{Allow0RTT: true}
-	if s.closeAfterAnswer.Load() {
-		qc.MaxIdleTimeout = 100 * time.Millisecond
+	if s.shortIdle.Load() {
+		qc.MaxIdleTimeout = 300 * time.Millisecond
 	}
 	l, err := quic.ListenAddr("127.0.0.1:0", cfg, qc)
 	if err != nil {
