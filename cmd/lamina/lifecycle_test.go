@@ -244,6 +244,14 @@ rate_limit: {qps: 2, burst: 5, action: %s}
 			if ok < 5 || ok > 10 {
 				t.Errorf("%d answered, want the burst of 5 plus what 2 qps refills", ok)
 			}
+			if action == "refuse" {
+				m := new(dns.Msg)
+				m.SetQuestion("a.rl.test.", dns.TypeA)
+				m.SetEdns0(1232, false)
+				if r, _, err := c.Exchange(m, addr); err != nil || r.Rcode != dns.RcodeRefused || ede(r) < 0 {
+					t.Errorf("over the limit with EDNS: %v %v, want REFUSED with an EDE", r, err)
+				}
+			}
 			if action == "refuse" && (refused == 0 || lost != 0) {
 				t.Errorf("refuse mode: %d refused, %d dropped", refused, lost)
 			}
@@ -285,5 +293,62 @@ func TestPortInUse(t *testing.T) {
 	out, _ = cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "lamina: admin listener: ") || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("admin port in use: exit %d\n%s", code, out)
+	}
+}
+
+// TestReloadListeners moves the TCP listener to another port with SIGHUP:
+// the old port closes, the new one answers, UDP is untouched.
+func TestReloadListeners(t *testing.T) {
+	t.Parallel()
+	udp, tcpA, tcpB := freeAddr(t), freeAddr(t), freeAddr(t)
+	text := `
+listeners:
+  - {name: udp, url: "udp://%s"}
+  - {name: tcp, url: "tcp://%s"}
+local_zones: [{name: rl.test, records: ["a IN A 10.0.0.1"]}]
+`
+	cfg := writeConfig(t, fmt.Sprintf(text, udp, tcpA))
+	p := startLamina(t, udp, "-config", cfg)
+	mustExchange(t, tcpA, "tcp", "a.rl.test", dns.TypeA)
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(text, udp, tcpB)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded", 5*time.Second)
+	if r := mustExchange(t, tcpB, "tcp", "a.rl.test", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("new TCP listener: %v", r)
+	}
+	if _, err := exchange(tcpA, "tcp", "a.rl.test", dns.TypeA); err == nil {
+		t.Error("old TCP listener still answers")
+	}
+	if r := mustExchange(t, udp, "udp", "a.rl.test", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("UDP listener after reload: %v", r)
+	}
+}
+
+// TestBadKeyFile: a certificate that does not load is one line and exit 2.
+func TestBadKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("not PEM\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "lamina.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+listeners: [{url: "tls://%s"}]
+tls: {cert_file: cert.pem, key_file: key.pem}
+`, freeAddr(t))), 0o644)
+	cmd := exec.Command(laminaBin, "serve", "-config", cfg, "-admin", freeAddr(t))
+	out, _ := cmd.CombinedOutput()
+	var lines []string
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "lamina: ") {
+			lines = append(lines, line)
+		}
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "tls:") {
+		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }
