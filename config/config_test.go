@@ -20,6 +20,7 @@ func TestValid(t *testing.T) {
   - name: pub
     strategy: race
     stagger: 150ms
+    ips: [192.0.2.9]
     upstreams: [udp://192.0.2.1, "tcp://[2001:db8::1]:5353", tls://dns.example, https://dns.example/q]
 routes:
   - {zone: ., group: pub}
@@ -98,6 +99,7 @@ func TestErrors(t *testing.T) {
 		{"ech policy", minimal + "upstream_groups:\n  - {name: g, ech: maybe, upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].ech: unknown ECH policy \"maybe\""},
 		{"redis url", minimal + "cache:\n  redis: {url: \"http://x:1\"}\n", "t.yaml:4: cache.redis.url: unknown scheme \"http\""},
 		{"proxy", minimal + "proxies:\n  - {name: p, address: \"127.0.0.1:1080\", tunnel: nope, ports: [0]}\n", "t.yaml:4: proxies[0].ports[0]: port 0 out of range"},
+		{"upstream name without bootstrap", minimal + "upstream_groups:\n  - {name: g, upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].upstreams[0]: host \"dns.example\" is a name: give the group bootstrap servers or ips"},
 		{"two documents", minimal + "---\nlisteners: []\n", "t.yaml:3: more than one YAML document"},
 	}
 	for _, tt := range tests {

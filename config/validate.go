@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -129,8 +130,11 @@ func (v *validator) groups() {
 			v.errorf(at("upstreams"), "at least one upstream is required")
 		}
 		for k, u := range g.Upstreams {
+			up := cmpOr(g.origin, fmt.Sprintf("%s.upstreams[%d]", p, k))
 			if err := ValidateUpstreamURL(u); err != nil {
-				v.errorf(cmpOr(g.origin, fmt.Sprintf("%s.upstreams[%d]", p, k)), "%v", err)
+				v.errorf(up, "%v", err)
+			} else if h := upstreamHost(u); len(g.Bootstrap) == 0 && len(g.IPs) == 0 && !isIP(h) {
+				v.errorf(up, "host %q is a name: give the group bootstrap servers or ips", h)
 			}
 		}
 		if g.Tunnel != "" && !slices.ContainsFunc(v.c.Tunnels, func(t Tunnel) bool { return t.Name == g.Tunnel }) {
@@ -303,4 +307,18 @@ func cmpOr(origin, path string) string {
 		return origin
 	}
 	return path
+}
+
+// upstreamHost is the host of a valid upstream URL.
+func upstreamHost(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
