@@ -137,7 +137,7 @@ local_zones: [{name: lab.test, records: ["a IN A 10.0.0.1"]}]
 
 // TestEncryptedTransports serves one local zone over DoT, DoH (HTTP/2 POST
 // and GET, HTTP/3) and DoQ, queried with kdig and, for HTTP/3, quic-go's
-// client; dnsperf then runs over DoT without losing a query.
+// client; dnsperf then runs over DoT and DoH without losing a query.
 func TestEncryptedTransports(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -204,9 +204,7 @@ local_zones: [{name: lab.test, records: ["a IN A 10.0.0.1", "* IN A 10.0.0.2"]}]
 	}
 	qfile := filepath.Join(dir, "queries")
 	os.WriteFile(qfile, []byte(qs.String()), 0o644)
-	// dnsperf -m doh is left out: it loses queries against doh.Server at
-	// any rate (reported to the doh package).
-	for _, mode := range []struct{ m, addr string }{{"dot", dotAddr}} {
+	for _, mode := range []struct{ m, addr string }{{"dot", dotAddr}, {"doh", doh}} {
 		host, port, _ := net.SplitHostPort(mode.addr)
 		out, err := exec.Command(dnsperf, "-m", mode.m, "-s", host, "-p", port, "-d", qfile, "-Q", "300", "-l", "2", "-t", "3").CombinedOutput()
 		if err != nil {
