@@ -117,7 +117,11 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitRuntime
 	}
+	padding := stripPadding(resp)
 	fmt.Fprintln(stdout, resp.String())
+	if padding > 0 {
+		fmt.Fprintf(stdout, ";; PADDING: %d bytes (not shown)\n", padding)
+	}
 	fmt.Fprintf(stdout, ";; SERVER: %s\n;; Query time: %d msec\n", *server, rtt.Milliseconds())
 	if *trace {
 		fmt.Fprintln(stdout, "\n;; LAYERS")
@@ -129,6 +133,26 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// stripPadding removes EDNS padding from m (it only fills the screen) and
+// returns its length.
+func stripPadding(m *dns.Msg) int {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return 0
+	}
+	n := 0
+	kept := opt.Option[:0]
+	for _, o := range opt.Option {
+		if p, ok := o.(*dns.EDNS0_PADDING); ok {
+			n += len(p.Padding)
+			continue
+		}
+		kept = append(kept, o)
+	}
+	opt.Option = kept
+	return n
 }
 
 // resolver1232 is the EDNS buffer size asked for (RFC 9715's safe size).
