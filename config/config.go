@@ -163,9 +163,15 @@ type Cache struct {
 	Size int `yaml:"size"`
 	// Bytes bounds the memory of the entries. Zero: the cache package default.
 	Bytes int64 `yaml:"bytes"`
-	// MinTTL and MaxTTL clamp record TTLs. Zero: no minimum; the package maximum.
+	// MinTTL and MaxTTL clamp record TTLs. Zero: no minimum; 24h.
 	MinTTL Duration `yaml:"min_ttl"`
 	MaxTTL Duration `yaml:"max_ttl"`
+	// MaxNegativeTTL caps how long NXDOMAIN and NODATA are kept (otherwise
+	// the SOA's, RFC 2308). Zero: 1h.
+	MaxNegativeTTL Duration `yaml:"max_negative_ttl"`
+	// ServFailTTL is how long a SERVFAIL is kept, 1s to 5m (RFC 9520).
+	// Zero: 5s.
+	ServFailTTL Duration `yaml:"servfail_ttl"`
 	// ServeStale answers expired entries when upstreams fail (RFC 8767).
 	ServeStale bool `yaml:"serve_stale"`
 	// StaleWhileRevalidate answers stale at once and refreshes in the background.
@@ -204,6 +210,9 @@ type Resolver struct {
 	// ForwardAny forwards ANY queries. Zero (false): they get the RFC 8482
 	// minimal answer.
 	ForwardAny bool `yaml:"forward_any"`
+	// MaxBackground bounds concurrent background refreshes (prefetch,
+	// stale-while-revalidate). Zero: 64.
+	MaxBackground int `yaml:"max_background"`
 	// ServiceName is the name Lamina advertises for itself in HTTPS/SVCB and DDR
 	// (RFC 9462) answers. Empty: no self records.
 	ServiceName string `yaml:"service_name"`

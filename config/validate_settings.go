@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 func (v *validator) rateLimit() {
@@ -32,6 +33,9 @@ func (v *validator) cache() {
 	if c.Bytes < 0 {
 		v.errorf("cache.bytes", "must not be negative")
 	}
+	if c.ServFailTTL > 0 && (c.ServFailTTL.D() < time.Second || c.ServFailTTL.D() > 5*time.Minute) {
+		v.errorf("cache.servfail_ttl", "%s outside RFC 9520's 1s to 5m", c.ServFailTTL.D())
+	}
 	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
 		v.errorf("cache.min_ttl", "%s is above max_ttl %s", c.MinTTL.D(), c.MaxTTL.D())
 	}
@@ -50,6 +54,9 @@ func (v *validator) cache() {
 }
 
 func (v *validator) resolver() {
+	if v.c.Resolver.MaxBackground < 0 {
+		v.errorf("resolver.max_background", "must not be negative")
+	}
 	if s := v.c.Resolver.ServiceName; s != "" {
 		v.domain("resolver.service_name", s)
 	}

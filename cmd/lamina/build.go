@@ -98,17 +98,18 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 	}
 
 	rc := resolver.Config{
-		Routes:      routes,
-		LocalZones:  localZones(cfg.LocalZones),
-		ACLs:        acls(cfg),
-		RateLimit:   rateLimit(cfg.RateLimit),
-		RefuseAny:   !cfg.Resolver.ForwardAny,
-		SendECS:     cfg.Resolver.SendECS,
-		Timeout:     cfg.Resolver.Timeout.D(),
-		Logger:      sh.log,
-		LogClientIP: cfg.Logging.LogClientIP,
-		Registerer:  g.reg,
-		SelfRecords: selfRecords(cfg, sh.tls),
+		Routes:        routes,
+		LocalZones:    localZones(cfg.LocalZones),
+		ACLs:          acls(cfg),
+		RateLimit:     rateLimit(cfg.RateLimit),
+		RefuseAny:     !cfg.Resolver.ForwardAny,
+		SendECS:       cfg.Resolver.SendECS,
+		Timeout:       cfg.Resolver.Timeout.D(),
+		MaxBackground: cfg.Resolver.MaxBackground,
+		Logger:        sh.log,
+		LogClientIP:   cfg.Logging.LogClientIP,
+		Registerer:    g.reg,
+		SelfRecords:   selfRecords(cfg, sh.tls),
 	}
 	if g.cache != nil {
 		rc.Cache = g.cache
@@ -234,6 +235,8 @@ func cacheConfig(c config.Cache, log *slog.Logger) (cache.Config, error) {
 		MaxBytes:             c.Bytes,
 		MinTTL:               c.MinTTL.D(),
 		MaxTTL:               c.MaxTTL.D(),
+		MaxNegTTL:            c.MaxNegativeTTL.D(),
+		ServFailTTL:          c.ServFailTTL.D(),
 		MaxStale:             c.MaxStale.D(),
 		StaleWhileRevalidate: c.StaleWhileRevalidate,
 	}
