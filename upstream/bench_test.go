@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +118,39 @@ func BenchmarkUnbound(b *testing.B) {
 			benchExchangeName(b, u, "www.test.")
 		})
 	}
+	// The reference for UDP's fresh socket per query: one connected socket
+	// per goroutine, reused, same packing and checks.
+	b.Run("udp-reused-socket", func(b *testing.B) {
+		addr := strings.TrimPrefix(ub.udp, "udp://")
+		req := query("www.test.", dns.TypeA)
+		req.SetEdns0(1232, false)
+		b.SetParallelism(8)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer c.Close()
+			wbuf, rbuf := make([]byte, 512), make([]byte, maxMsgSize)
+			for pb.Next() {
+				id := randID()
+				wire, _ := packQuery(req, id, 0, wbuf)
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				c.Write(wire)
+				n, err := c.Read(rbuf)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if _, why := unpackResponse(req, rbuf[:n], id); why != "" {
+					b.Error(why)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkEncrypted runs the encrypted transports against the in-process

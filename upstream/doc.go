@@ -13,8 +13,9 @@
 // anything else is dropped and counted; ctx bounds every exchange.
 //
 // What it does:
-//   - [UDP]: a fresh connected socket (random source port) and a crypto-random
-//     ID per try (RFC 5452), retried over TCP on TC (RFC 7766 §5).
+//   - [UDP]: connected sockets whose random source port changes every few
+//     queries, a crypto-random ID per try (RFC 5452), retried over TCP on TC
+//     (RFC 7766 §5).
 //   - [TCP] and [DoT] (RFC 7858): reused connections with pipelined queries
 //     answered out of order (RFC 7766 §6.2.1.1), a retry on a fresh connection
 //     when a reused one was closed under a query (§6.2.3 lets servers close

@@ -26,6 +26,12 @@ type Options struct {
 	// Stream transports send once (a lost segment is TCP's job).
 	Tries int
 
+	// UDPSocketUses is how many queries a UDP socket (and so its random
+	// source port) serves, one at a time, before it is replaced; sockets
+	// are also replaced after 5 s and after any failed try. 0 means 8; 1
+	// means a fresh socket per query.
+	UDPSocketUses int
+
 	// MaxConns caps the connections a stream upstream keeps open to its
 	// server, and MaxInFlight the queries pipelined on each. 0 means 2 and
 	// 128.
@@ -76,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Tries <= 0 {
 		o.Tries = 2
+	}
+	if o.UDPSocketUses <= 0 {
+		o.UDPSocketUses = 8
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 2

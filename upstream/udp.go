@@ -14,15 +14,18 @@ import (
 // UDP is a plain DNS server over UDP (RFC 1035 §4.2.1), retried over TCP when
 // the answer is truncated (RFC 7766 §5).
 //
-// Each try uses a fresh connected socket, so the kernel picks a random source
-// port and filters datagrams from other addresses, and a fresh crypto-random
-// ID (RFC 5452 §4, §9.2). Datagrams that are not the answer (another ID, a
-// different question, garbage) are dropped and counted, and the try keeps
-// waiting until its deadline: an off-path attacker cannot end an exchange by
-// sending junk.
+// Each try uses a connected socket, so the kernel picks a random source port
+// and filters datagrams from other addresses, and a fresh crypto-random ID
+// (RFC 5452 §4, §9.2). A socket serves one query at a time and at most
+// Options.UDPSocketUses queries (8) within 5 s before a new port is drawn; a
+// try that fails discards its socket. Datagrams that are not the answer
+// (another ID, a different question, garbage) are dropped and counted, and
+// the try keeps waiting until its deadline: an off-path attacker cannot end
+// an exchange by sending junk.
 type UDP struct {
 	ep      *endpoint
 	network Network
+	socks   *udpSockets
 	timeout time.Duration
 	tries   int
 	tcp     *TCP // for TC answers; dials only when needed
@@ -47,6 +50,7 @@ func newUDP(ep *endpoint, opts Options) *UDP {
 	return &UDP{
 		ep:      ep,
 		network: opts.Network,
+		socks:   newUDPSockets(ep, opts.Network, opts.UDPSocketUses),
 		timeout: opts.Timeout,
 		tries:   opts.Tries,
 		tcp:     newTCP(ep, opts, um, "tcp://"+ep.hostPort()),
@@ -64,6 +68,7 @@ func (u *UDP) String() string { return u.url }
 // own sockets.
 func (u *UDP) Close() error {
 	u.closed.Store(true)
+	u.socks.close()
 	return u.tcp.Close()
 }
 
@@ -112,7 +117,7 @@ func (u *UDP) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	return nil, fmt.Errorf("exchanging with %s: %w", u, lastErr)
 }
 
-// try sends req once on a fresh socket and waits for the matching answer until
+// try sends req once on a pooled socket and waits for the matching answer until
 // deadline or ctx is done.
 func (u *UDP) try(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	wbuf := getBuf()
@@ -123,13 +128,14 @@ func (u *UDP) try(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.M
 		return nil, fmt.Errorf("packing query: %w", err)
 	}
 
-	conn, err := u.ep.dial(ctx, u.network, "udp")
+	conn, err := u.socks.get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dialing: %w", err)
 	}
-	defer conn.Close()
+	reusable := false
+	defer func() { u.socks.put(conn, reusable) }()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() { reusable = stop() && reusable }()
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
@@ -156,6 +162,7 @@ func (u *UDP) try(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.M
 			u.log.Debug("dropped a datagram", "reason", string(why), "bytes", n)
 			continue
 		}
+		reusable = true
 		return resp, nil
 	}
 }

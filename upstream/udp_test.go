@@ -32,41 +32,51 @@ func TestUDPMismatchIgnored(t *testing.T) {
 	}
 }
 
-// TestUDPSourcePortsVary: each try uses a fresh socket, so the server sees
-// many source ports (RFC 5452 §9.2).
+// TestUDPSourcePortsVary: a socket, and so a random source port, serves at
+// most UDPSocketUses queries (RFC 5452 §9.2); IDs are fresh per query.
 func TestUDPSourcePortsVary(t *testing.T) {
-	var mu sync.Mutex
-	ports := map[string]bool{}
-	ids := map[uint16]bool{}
-	srv := &dns.Server{Net: "udp", Addr: "127.0.0.1:0"}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	srv.Handler = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		mu.Lock()
-		ports[w.RemoteAddr().String()] = true
-		ids[r.Id] = true
-		mu.Unlock()
-		m := new(dns.Msg)
-		m.SetReply(r)
-		w.WriteMsg(m)
-	})
-	go srv.ListenAndServe()
-	<-started
-	defer srv.Shutdown()
-	u, err := Parse("udp://"+srv.PacketConn.LocalAddr().String(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	const n = 20
-	for range n {
-		if _, err := u.Exchange(context.Background(), query("www.example.", dns.TypeA)); err != nil {
+	for _, uses := range []int{1, 4} {
+		var mu sync.Mutex
+		ports := map[string]int{}
+		ids := map[uint16]bool{}
+		srv := &dns.Server{Net: "udp", Addr: "127.0.0.1:0"}
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		srv.Handler = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			mu.Lock()
+			ports[w.RemoteAddr().String()]++
+			ids[r.Id] = true
+			mu.Unlock()
+			m := new(dns.Msg)
+			m.SetReply(r)
+			w.WriteMsg(m)
+		})
+		go srv.ListenAndServe()
+		<-started
+		u, err := Parse("udp://"+srv.PacketConn.LocalAddr().String(), Options{UDPSocketUses: uses})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(ports) < n-2 || len(ids) < n-2 {
-		t.Fatalf("%d queries used %d source ports and %d IDs", n, len(ports), len(ids))
+		const n = 20
+		for range n {
+			if _, err := u.Exchange(context.Background(), query("www.example.", dns.TypeA)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		u.Close()
+		srv.Shutdown()
+		mu.Lock()
+		if len(ids) < n-2 {
+			t.Errorf("%d queries used %d IDs", n, len(ids))
+		}
+		for port, k := range ports {
+			if k > uses {
+				t.Errorf("uses=%d: port %s served %d queries", uses, port, k)
+			}
+		}
+		if len(ports) < n/uses {
+			t.Errorf("uses=%d: %d queries used %d ports", uses, n, len(ports))
+		}
+		mu.Unlock()
 	}
 }
