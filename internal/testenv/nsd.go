@@ -69,6 +69,7 @@ func StartNSD(t testing.TB, cfg NSDConfig) *NSD {
   pidfile: %q
   logfile: %q
   verbosity: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 `, n.Addr.Addr(), n.Addr.Port(), n.dir, path("zone.list"), path("xfrd.state"), n.dir, path("nsd.pid"), path("nsd.log"))
