@@ -190,6 +190,9 @@ func TestGroupDownAndProbedBack(t *testing.T) {
 	if !g.members[0].down.Load() || up() != 0 {
 		t.Fatal("flaky not marked down after MaxFails failures")
 	}
+	if st := g.Status(); len(st) != 2 || st[0].URL != "flaky" || st[0].Up || !st[1].Up || st[1].Latency <= 0 {
+		t.Fatalf("Status() = %+v", st)
+	}
 	before := flaky.calls.Load()
 	mustExchange(t, g)
 	// Only probes may have reached it; they send NS queries for the root.

@@ -120,3 +120,20 @@ func newProbe(name string) *dns.Msg {
 	m.SetEdns0(1232, false)
 	return m
 }
+
+// MemberStatus is one upstream of a [Group] as its health tracking sees it.
+type MemberStatus struct {
+	URL     string
+	Up      bool
+	Latency time.Duration // EWMA of recent exchanges; 0 = not measured yet
+}
+
+// Status reports the group's upstreams in configuration order, for admin
+// pages and readiness checks (ready while any is up).
+func (g *Group) Status() []MemberStatus {
+	out := make([]MemberStatus, len(g.members))
+	for i, mb := range g.members {
+		out[i] = MemberStatus{URL: mb.u.String(), Up: !mb.down.Load(), Latency: time.Duration(mb.latency())}
+	}
+	return out
+}

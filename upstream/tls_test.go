@@ -2,10 +2,12 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -102,5 +104,42 @@ func TestBootstrap(t *testing.T) {
 	}
 	if _, err := Parse("tls://dns.test:853", pki.clientOptions()); err == nil {
 		t.Error("hostname without bootstrap or IPs accepted")
+	}
+}
+
+// TestDoTResumption: the server closes the connection after each answer;
+// the second connection resumes the TLS session (RFC 8446 §2.2).
+func TestDoTResumption(t *testing.T) {
+	pki := newPKI(t)
+	var mu sync.Mutex
+	var resumed []bool
+	cfg := pki.serverConfig("dot")
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		mu.Lock()
+		resumed = append(resumed, cs.DidResume)
+		mu.Unlock()
+		return nil
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := streamServer(t, l, func(n int, c net.Conn) {
+		if req, err := readFrame(c); err == nil {
+			writeFrame(c, answer(req, "192.0.2.1"))
+		}
+	})
+	u, err := NewDoT(addr.String(), pki.clientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for range 3 {
+		testRoundTrip(t, u, "www.example.", "192.0.2.1")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resumed) < 2 || resumed[0] || !resumed[len(resumed)-1] {
+		t.Fatalf("handshakes resumed: %v, want a full one then resumptions", resumed)
 	}
 }
