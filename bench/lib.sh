@@ -227,6 +227,30 @@ dnsperf_run() {
   echo "${q:-0} ${l:-?} $p"
 }
 
+# duel LABEL PEER PEER-ARGS... -- LAMINA-ARGS...: REPEAT (default 3) rounds
+# of dnsperf, peer then Lamina, alternating so that load from other work on
+# the machine falls on both; prints every round and the medians' ratio.
+REPEAT=${REPEAT:-3}
+duel() {
+  local label=$1 peer=$2; shift 2
+  local pa=() la=() seen=false
+  for a in "$@"; do
+    if [ "$a" = -- ]; then seen=true; continue; fi
+    if $seen; then la+=("$a"); else pa+=("$a"); fi
+  done
+  local us=() ls=() r
+  for r in $(seq 1 "$REPEAT"); do
+    us+=("$(dnsperf_run "$label-peer-$r" "${pa[@]}")")
+    ls+=("$(dnsperf_run "$label-lamina-$r" "${la[@]}")")
+  done
+  printf '  # %s rounds (qps): %s %s | lamina %s\n' "$label" "$peer" \
+    "$(printf '%s\n' "${us[@]}" | awk '{printf "%.0f ", $1}')" "$(printf '%s\n' "${ls[@]}" | awk '{printf "%.0f ", $1}')"
+  report "$label" "$(median "${ls[@]}")" "$(median "${us[@]}")" "$peer"
+}
+
+# median LINE...: the line whose first field (qps) is the median.
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
 
 # report LABEL "qps lost ..." "qps lost ..." [peer-name]

@@ -37,7 +37,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.proto, "proto", "doq", "tcp | dot | doq")
+	flag.StringVar(&o.proto, "proto", "doq", "udp | tcp | dot | doq")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:853", "server ip:port")
 	flag.StringVar(&o.names, "names", "", "query file: one \"name TYPE\" per line")
 	flag.IntVar(&o.conns, "c", 16, "connections (clients)")
@@ -105,13 +105,17 @@ func run(o options) error {
 			window++
 		}
 		switch o.proto {
-		case "tcp", "dot":
+		case "udp", "tcp", "dot":
 			var c *tls.Config
 			if o.proto == "dot" {
 				c = tc.Clone()
 				c.NextProtos = []string{"dot"}
 			}
-			p, err := dialPipe(ctx, o.addr, c)
+			network := "tcp"
+			if o.proto == "udp" {
+				network = "udp"
+			}
+			p, err := dialPipe(ctx, network, o.addr, c)
 			if err != nil {
 				return fmt.Errorf("connection %d: %w", i, err)
 			}
