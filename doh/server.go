@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-	"golang.org/x/net/http2"
 
 	"github.com/laminadns/lamina/do53"
 	"github.com/laminadns/lamina/resolver"
@@ -25,7 +23,7 @@ import (
 const (
 	DefaultPath                 = "/dns-query"
 	DefaultIdleTimeout          = 60 * time.Second
-	DefaultMaxConcurrentStreams = 250
+	DefaultMaxConcurrentStreams = 100
 	DefaultHeaderTimeout        = 5 * time.Second
 )
 
@@ -66,7 +64,9 @@ type Config struct {
 	HeaderTimeout time.Duration
 
 	// MaxConcurrentStreams bounds streams per HTTP/2 and HTTP/3 connection;
-	// zero means 250.
+	// zero means 100, the value RFC 9113 §6.5.2 recommends as a minimum and
+	// Unbound's default: dnsperf 2.10 crashes against servers that allow
+	// more.
 	MaxConcurrentStreams int
 
 	// AltSvcH3Port, when non-zero, makes HTTP/1.1 and HTTP/2 responses
@@ -95,6 +95,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	h3Ports int // running HTTP/3 listeners; Alt-Svc is sent while > 0
+	h2conns map[*h2conn]struct{}
+	closing bool
 }
 
 // New checks cfg and returns a Server; nothing listens until Serve or ServeH3.
@@ -126,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener)}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener), h2conns: map[*h2conn]struct{}{}}
 	s.wire, _ = cfg.Handler.(resolver.WireHandler)
 	if cfg.AltSvcH3Port != 0 {
 		s.altSvc = `h3=":` + strconv.Itoa(cfg.AltSvcH3Port) + `"; ma=86400`
@@ -158,11 +160,10 @@ func New(cfg Config) (*Server, error) {
 		s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 		s.h3.TLSConfig = http3.ConfigureTLSConfig(cfg.TLSConfig)
 	}
-	h2 := &http2.Server{MaxConcurrentStreams: uint32(cfg.MaxConcurrentStreams), IdleTimeout: cfg.IdleTimeout}
-	if err := http2.ConfigureServer(s.http, h2); err != nil {
-		return nil, fmt.Errorf("doh: %w", err)
-	}
-	s.http.TLSNextProto["h2"] = serveH2(h2)
+	// HTTP/2 is served by h2conn; net/http keeps HTTP/1.1, the TLS
+	// handshake, connection tracking and Close.
+	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){"h2": s.serveH2}
+	s.http.RegisterOnShutdown(s.shutdownH2)
 	return s, nil
 }
 
@@ -212,6 +213,39 @@ func (s *Server) ServeH3(pc net.PacketConn) error {
 	}()
 	s.log.Info("serving DoH over HTTP/3", "addr", pc.LocalAddr().String())
 	return s.h3.Serve(pc)
+}
+
+// serveH2 is net/http's TLSNextProto hook for "h2".
+func (s *Server) serveH2(_ *http.Server, c *tls.Conn, h http.Handler) {
+	ctx := context.Background()
+	// net/http passes its per-connection base context (with
+	// LocalAddrContextKey) through this method of h.
+	if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
+		ctx = bc.BaseContext()
+	}
+	hc := newH2Conn(s, c, ctx)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.h2conns[hc] = struct{}{}
+	s.mu.Unlock()
+	hc.serve()
+	s.mu.Lock()
+	delete(s.h2conns, hc)
+	s.mu.Unlock()
+}
+
+// shutdownH2 runs when http.Server.Shutdown starts: every HTTP/2 connection
+// gets GOAWAY, answers what it has read and closes.
+func (s *Server) shutdownH2() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for hc := range s.h2conns {
+		hc.shutdown()
+	}
 }
 
 // Shutdown stops accepting and waits for active requests to finish or ctx
