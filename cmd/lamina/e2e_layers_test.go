@@ -110,15 +110,27 @@ func startE2E(t *testing.T) *e2eLab {
 // startNginx serves a page of known content over HTTPS on appAddr:443 in the
 // gateway namespace, with a self-signed certificate for app.corp.example.
 func (e *e2eLab) startNginx(t *testing.T, nginx string) {
+	// A CA and a leaf it signs, as browsers want (a self-signed leaf is not
+	// a trust anchor for Chromium).
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "corp.example test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "app.corp.example"},
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "app.corp.example"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"app.corp.example"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		DNSNames: []string{"app.corp.example"}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +144,7 @@ func (e *e2eLab) startNginx(t *testing.T, nginx string) {
 		return p
 	}
 	write("app.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	write("app-ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 	write("app.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 	// 256 KiB, so that the ESP byte counters must grow well past any DNS
 	// and handshake traffic.
@@ -189,7 +202,7 @@ http {
 	// Bounded wait for nginx to listen, probed from the gateway itself.
 	for i := 0; ; i++ {
 		err := exec.Command(e.ip, "netns", "exec", e.lab.GW, "curl", "-s", "-o", "/dev/null", "--max-time", "2",
-			"--cacert", filepath.Join(e.dir, "app.pem"), "--resolve", "app.corp.example:443:"+appAddr.String(), "https://app.corp.example/").Run()
+			"--cacert", filepath.Join(e.dir, "app-ca.pem"), "--resolve", "app.corp.example:443:"+appAddr.String(), "https://app.corp.example/").Run()
 		if err == nil {
 			break
 		}
@@ -260,7 +273,7 @@ cache:
 	if err != nil {
 		t.Fatalf("Lamina's CA: %v", err)
 	}
-	app, _ := os.ReadFile(filepath.Join(e.dir, "app.pem"))
+	app, _ := os.ReadFile(filepath.Join(e.dir, "app-ca.pem"))
 	e.bundle = filepath.Join(e.dir, "bundle.pem")
 	os.WriteFile(e.bundle, append(ca, app...), 0o644)
 	// Bounded wait for the tunnel: the name resolves through it.
