@@ -241,6 +241,12 @@ func (hc *h2conn) onHeaders(ctx context.Context, f *http2.MetaHeadersFrame) (htt
 	if hc.goingAway {
 		return 0, true
 	}
+	if f.Truncated { // beyond MaxHeaderListSize
+		hc.mu.Unlock()
+		hc.resetStream(id, http2.ErrCodeProtocol)
+		hc.mu.Lock()
+		return 0, true
+	}
 	if len(hc.streams) >= hc.maxStreams {
 		hc.mu.Unlock()
 		hc.resetStream(id, http2.ErrCodeRefusedStream)
