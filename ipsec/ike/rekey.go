@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -171,12 +172,32 @@ func (s *Session) rekeyChild(ctx context.Context, old *child) error {
 		if err := s.install(c); err != nil {
 			return err
 		}
-		old.replacedBy = inSPI
 		s.counted(1, 0)
 		s.log.Info("rekeyed CHILD_SA", "old_in_spi", fmt.Sprintf("%08x", old.sa.InSPI), "new_in_spi", fmt.Sprintf("%08x", inSPI))
+		if theirs := s.collided; theirs != nil && theirs.sa.Replaces == old.sa.InSPI {
+			s.collided = nil
+			// RFC 7296 §2.8.1: the SA created with the lowest of the four
+			// nonces is redundant and closed by its initiator; the winner's
+			// initiator deletes the old SA.
+			if bytes.Compare(minNonce(ni, nr), minNonce(theirs.ni, theirs.nr)) < 0 {
+				s.log.Info("lost the CHILD_SA rekey collision", "redundant_in_spi", fmt.Sprintf("%08x", inSPI))
+				old.replacedBy = theirs.sa.InSPI
+				s.activate(theirs.sa.InSPI)
+				return s.deleteChild(ctx, c)
+			}
+			s.log.Info("won the CHILD_SA rekey collision", "redundant_in_spi", fmt.Sprintf("%08x", theirs.sa.InSPI))
+		}
+		old.replacedBy = inSPI
 		return s.deleteChild(ctx, old)
 	}
 	return errors.New("ike: CREATE_CHILD_SA: too many INVALID_KE_PAYLOAD answers")
+}
+
+func minNonce(a, b []byte) []byte {
+	if bytes.Compare(a, b) < 0 {
+		return a
+	}
+	return b
 }
 
 // deleteChild deletes a CHILD_SA at the gateway (RFC 7296 §1.4.1) and then

@@ -168,11 +168,9 @@ func (s *Session) onCreateChildSA(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 	if old == nil {
 		return []wire.Payload{&wire.Notify{Protocol: wire.ProtoESP, NotifyType: wire.NotifyChildSANotFound, SPI: r.rekey.SPI}}, nil
 	}
-	if old.sa.InSPI == s.rekeying {
-		// Our own rekey of this CHILD_SA is in flight; the gateway retries
-		// after a short delay (RFC 7296 §2.25).
-		return notifyPayload(wire.NotifyTemporaryFailure, nil), nil
-	}
+	// Our own rekey of this CHILD_SA may be in flight: we answer normally
+	// and rekeyChild settles the collision by the nonces (RFC 7296 §2.8.1).
+	collides := old.sa.InSPI == s.rekeying
 	var group uint16
 	if r.ke != nil {
 		group = r.ke.Group
@@ -235,8 +233,14 @@ func (s *Session) onCreateChildSA(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 		s.log.Warn("installing rekeyed CHILD_SA", "err", err)
 		return notifyPayload(wire.NotifyNoProposalChosen, nil), nil
 	}
-	old.replacedBy = inSPI
 	c.rekeyAt = old.rekeyAt
+	if collides {
+		c.ni, c.nr = r.ni, nr
+		s.collided = c
+		s.log.Info("CHILD_SA rekey collision", "in_spi", fmt.Sprintf("%08x", old.sa.InSPI))
+		return resp, nil
+	}
+	old.replacedBy = inSPI
 	s.counted(1, 0)
 	s.log.Info("gateway rekeyed CHILD_SA", "old_in_spi", fmt.Sprintf("%08x", old.sa.InSPI), "new_in_spi", fmt.Sprintf("%08x", inSPI))
 	return resp, nil

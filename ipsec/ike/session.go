@@ -41,6 +41,7 @@ type Session struct {
 	children    map[uint32]*child // by inbound SPI
 	rekeying    uint32            // inbound SPI of the CHILD_SA we are rekeying
 	rekeyingIKE bool              // our IKE rekey is in flight
+	collided    *child            // the gateway\'s CHILD_SA created while ours was in flight
 	lastRecv    time.Time
 }
 
@@ -64,6 +65,7 @@ type child struct {
 	replacedBy uint32    // inbound SPI of the CHILD_SA that rekeyed this one
 	deferred   bool      // installed inbound only, outbound waits for Activate
 	rekeyAt    time.Time // when we rekey it (soft lifetime with jitter)
+	ni, nr     []byte    // nonces of the exchange that created it, kept for collisions
 }
 
 // Info describes what was negotiated.

@@ -26,7 +26,7 @@ type keyer struct {
 }
 
 func newKeyer() *keyer {
-	return &keyer{children: map[uint32]ike.ChildSA{}, added: make(chan ike.ChildSA, 16), deleted: make(chan uint32, 16)}
+	return &keyer{children: map[uint32]ike.ChildSA{}, added: make(chan ike.ChildSA, 64), deleted: make(chan uint32, 16)}
 }
 
 func (k *keyer) AddChild(c ike.ChildSA) error {
@@ -50,7 +50,10 @@ func (k *keyer) DeleteChild(spi uint32) {
 	k.mu.Lock()
 	delete(k.children, spi)
 	k.mu.Unlock()
-	k.deleted <- spi
+	select {
+	case k.deleted <- spi:
+	default: // tests that do not watch deletions must not block the session
+	}
 }
 
 func gateway() iketest.Gateway {
@@ -472,5 +475,90 @@ func TestStrongSwanOwnIKERekey(t *testing.T) {
 	defer cancel()
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("Close after IKE rekeys: %v", err)
+	}
+}
+
+// slowConn delivers every IKE message 100 ms late, so exchanges that both
+// sides start within that window overlap: a deterministic rekey collision.
+type slowConn struct {
+	*iketest.Conn
+	q chan []byte
+}
+
+func newSlowConn(ctx context.Context, c *iketest.Conn) *slowConn {
+	s := &slowConn{Conn: c, q: make(chan []byte, 64)}
+	go func() {
+		for {
+			b, err := c.Receive(ctx)
+			if err != nil {
+				return
+			}
+			time.AfterFunc(100*time.Millisecond, func() { s.q <- b })
+		}
+	}()
+	return s
+}
+
+func (s *slowConn) Receive(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-s.q:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestStrongSwanRekeyCollision starts CHILD rekeys on both sides within the
+// same 100 ms, several times: the lowest-nonce rule (RFC 7296 §2.8.1) picks
+// the same survivor at both ends, which carries traffic.
+func TestStrongSwanRekeyCollision(t *testing.T) {
+	lab := iketest.Start(t, gateway())
+	c := iketest.NewConn(lab.DialUDP(t, 4500))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := newKeyer()
+	cfg := config(c, "test-psk-0123456789")
+	cfg.ChildRekey = -1
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+	s, err := ike.Dial(dctx, newSlowConn(ctx, c), k, cfg)
+	dcancel()
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer s.Close(context.Background())
+	cur := <-k.added
+	for round := 0; round < 3; round++ {
+		// The gateway's request reaches us 100 ms late, after ours left.
+		lab.Swanctl(t, "--rekey", "--child", "internal")
+		s.RekeyChild(cur.OutSPI)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sas := lab.Swanctl(t, "--list-sas")
+			k.mu.Lock()
+			n := len(k.children)
+			k.mu.Unlock()
+			if strings.Count(sas, "INSTALLED") == 1 && !strings.Contains(sas, "REKEY") && n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no single CHILD_SA: ours %d, gateway:\n%s", round, n, sas)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		k.mu.Lock()
+		for _, ch := range k.children {
+			cur = ch
+		}
+		k.mu.Unlock()
+		t.Logf("round %d: our child in %08x out %08x", round, cur.InSPI, cur.OutSPI)
+		if a := queryThroughTunnel(t, c, cur, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+			t.Fatalf("A record %v", a)
+		}
+	}
+	log := lab.Log()
+	n := strings.Count(log, "detected CHILD_REKEY collision with CHILD_REKEY")
+	t.Logf("%d collisions: gateway won %d, lost %d", n, strings.Count(log, "rekey collision won"), strings.Count(log, "rekey collision lost"))
+	if n == 0 {
+		t.Error("no rekey collision happened")
 	}
 }
