@@ -52,9 +52,15 @@ build_lamina() {
   (cd "$BSRC" && go build -o "$W/lamina" ./cmd/lamina)
 }
 
-# Zone bench.test: h0..h9999 (hit and miss sets), served by one NSD.
+# Zone bench.test: h0..h9999 (hit and miss sets), served by one NSD on
+# ip@NSD_PORT. nsd_files writes the zone, NSD's config and the query files.
 start_nsd() { # [ip]
-  local ip=${1:-127.0.0.1}
+  nsd_files "${1:-127.0.0.1}"
+  nsd -d -c "$W/nsd.conf" >"$W/nsd.log" 2>&1 & pids+=($!)
+  wait_port $NSD_PORT
+}
+nsd_files() { # ip
+  local ip=$1
   {
     echo '$ORIGIN bench.test.'; echo '$TTL 3600'
     echo '@ IN SOA ns.bench.test. admin.bench.test. 1 3600 600 86400 3600'
@@ -79,8 +85,6 @@ zone:
   name: bench.test
   zonefile: bench.zone
 CONF
-  nsd -d -c "$W/nsd.conf" >"$W/nsd.log" 2>&1 & pids+=($!)
-  wait_port $NSD_PORT
   for i in $(seq 0 999); do echo "h$i.bench.test A"; done > "$W/hit.txt"
   for i in $(seq 0 9999); do echo "h$i.bench.test A"; done > "$W/miss.txt"
 }
