@@ -371,3 +371,49 @@ func TestIKETunnelStaticInner(t *testing.T) {
 		t.Error("gateway did not narrow to our inner address")
 	}
 }
+
+// TestIKETunnelIPv6Inner: with IPv6 remote networks we also get an IPv6
+// virtual IP via CP and resolve over IPv6 inside the (IPv4) tunnel.
+func TestIKETunnelIPv6Inner(t *testing.T) {
+	g := labGateway()
+	g.IPv6 = true
+	lab := iketest.Start(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := labIKE()
+	cfg.RemoteNets = []netip.Prefix{iketest.Internal, iketest.Internal6}
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	st := tun.IKEStatus()
+	var v6 bool
+	for _, a := range st.Info.VirtualIPs {
+		v6 = v6 || iketest.Pool6.Contains(a)
+	}
+	if len(st.Info.VirtualIPs) != 2 || !v6 {
+		t.Fatalf("virtual IPs %v, want one IPv4 and one in %v", st.Info.VirtualIPs, iketest.Pool6)
+	}
+	u, err := tun.DialContext(ctx, "udp", netip.AddrPortFrom(iketest.DNSAddr6, 53).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	buf := make([]byte, 1500)
+	for try := 0; ; try++ {
+		u.Write(iketest.DNSQuery(0x6666, "www."+iketest.Zone))
+		u.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := u.Read(buf)
+		if err == nil {
+			if a := dnsAnswerA(t, buf[:n], 0x6666); a != netip.MustParseAddr("192.0.2.80") {
+				t.Fatalf("answer %v", a)
+			}
+			break
+		}
+		if try == 2 {
+			t.Fatalf("no answer over IPv6 through the tunnel: %v", err)
+		}
+	}
+	queryUDP(t, ctx, tun, 8) // IPv4 still works
+}

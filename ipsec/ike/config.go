@@ -110,7 +110,8 @@ type Config struct {
 	// DefaultESPProposals.
 	IKEProposals, ESPProposals []Proposal
 	// InnerAddress is our address inside the tunnel. When invalid, a
-	// virtual IP is requested with a CP payload (INTERNAL_IP4_ADDRESS).
+	// virtual IP is requested with a CP payload: INTERNAL_IP4_ADDRESS, and
+	// INTERNAL_IP6_ADDRESS too when RemoteNets has an IPv6 prefix.
 	InnerAddress netip.Addr
 	// RemoteNets are the prefixes to reach through the tunnel (TSr); empty
 	// means 0.0.0.0/0, narrowed by the gateway.

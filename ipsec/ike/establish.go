@@ -172,13 +172,28 @@ func pskAuth(p prf, psk, msg, nonce, skp, idBody []byte) []byte {
 	return p.sum(p.sum(psk, []byte(keyPad)), msg, nonce, p.sum(skp, idBody))
 }
 
+// wantIPv6 reports whether any remote network is IPv6: then we also ask
+// for an IPv6 virtual IP and propose IPv6 selectors.
+func (s *Session) wantIPv6() bool {
+	for _, n := range s.cfg.RemoteNets {
+		if n.Addr().Is6() && !n.Addr().Is4In6() {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Session) trafficSelectors() (tsi, tsr *wire.TS) {
 	tsi = &wire.TS{}
 	if s.cfg.InnerAddress.IsValid() {
 		a := s.cfg.InnerAddress
 		tsi.Selectors = []wire.Selector{{StartAddr: a, EndAddr: a, EndPort: 65535}}
 	} else {
+		// The gateway narrows these to the virtual IPs it assigns.
 		tsi.Selectors = []wire.Selector{anySelector(false)}
+		if s.wantIPv6() {
+			tsi.Selectors = append(tsi.Selectors, anySelector(true))
+		}
 	}
 	tsr = &wire.TS{Responder: true}
 	for _, n := range s.cfg.RemoteNets {
@@ -218,9 +233,13 @@ func (s *Session) ikeAuth(ctx context.Context, ir *initResult) error {
 		ps = append(ps, &wire.Auth{Method: wire.AuthPSK, Data: pskAuth(k.prf, s.cfg.PSK, ir.req, ir.nr, k.pLocal, id.Body())})
 	}
 	if !s.cfg.InnerAddress.IsValid() {
-		ps = append(ps, &wire.CP{CFGType: wire.CFGRequest, Attributes: []wire.CPAttribute{
+		cp := &wire.CP{CFGType: wire.CFGRequest, Attributes: []wire.CPAttribute{
 			{Type: wire.CPInternalIP4Address}, {Type: wire.CPInternalIP4DNS},
-		}})
+		}}
+		if s.wantIPv6() {
+			cp.Attributes = append(cp.Attributes, wire.CPAttribute{Type: wire.CPInternalIP6Address}, wire.CPAttribute{Type: wire.CPInternalIP6DNS})
+		}
+		ps = append(ps, cp)
 	}
 	inSPI := s.newSPI32()
 	tsi, tsr := s.trafficSelectors()

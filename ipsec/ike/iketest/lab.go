@@ -27,6 +27,10 @@ var (
 	DNSAddr     = netip.MustParseAddr("10.200.0.53")
 	Pool        = netip.MustParsePrefix("10.201.0.0/24")
 	Internal    = netip.MustParsePrefix("10.200.0.0/24")
+	// IPv6 inner side, with Gateway.IPv6.
+	DNSAddr6  = netip.MustParseAddr("fd00:200::53")
+	Pool6     = netip.MustParsePrefix("fd00:201::/120")
+	Internal6 = netip.MustParsePrefix("fd00:200::/120")
 )
 
 // Zone is the zone NSD serves on DNSAddr: "lab.example." with an A record
@@ -44,6 +48,9 @@ type Gateway struct {
 	// Pool hands out virtual IPs from 10.201.0.0/24 when set; otherwise
 	// remote_ts is 10.201.0.0/24 and the client uses a configured address.
 	Pool bool
+	// IPv6 adds the inner IPv6 side: Internal6 behind the gateway with NSD
+	// on DNSAddr6, and (with Pool) virtual IPs from Pool6.
+	IPv6 bool
 	// Extra lines for the connection and child sections (one key per line).
 	ConnExtra, ChildExtra string
 	// CharonExtra is added inside the charon { } section of strongswan.conf.
@@ -103,6 +110,9 @@ func Start(t testing.TB, g Gateway) *Lab {
 	run("-n", l.CL, "link", "set", vcl, "up")
 	run("-n", l.GW, "link", "set", vgw, "up")
 	run("-n", l.GW, "addr", "add", DNSAddr.String()+"/32", "dev", "lo")
+	if g.IPv6 {
+		run("-n", l.GW, "addr", "add", DNSAddr6.String()+"/128", "dev", "lo", "nodad")
+	}
 
 	l.writeConfigs(t, g)
 	l.env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(l.dir, "strongswan.conf"), "SWANCTL_DIR="+l.dir)
@@ -319,15 +329,29 @@ swanctl {
 }
 `, g.CharonExtra, vici, vici)
 	var remoteTS, pools, poolDef, certs string
+	localTS := Internal.String()
+	nsdV6 := ""
+	if g.IPv6 {
+		localTS += ", " + Internal6.String()
+		nsdV6 = "  ip-address: " + DNSAddr6.String() + "\n"
+	}
 	if g.Cert != nil {
 		certs = "      certs = gw.pem\n"
 	}
 	if g.Pool {
 		remoteTS = "dynamic"
 		pools = "    pools = inner\n"
-		poolDef = "pools {\n  inner {\n    addrs = " + Pool.String() + "\n  }\n}\n"
+		poolDef = "pools {\n  inner {\n    addrs = " + Pool.String() + "\n  }\n"
+		if g.IPv6 {
+			pools = "    pools = inner, inner6\n"
+			poolDef += "  inner6 {\n    addrs = " + Pool6.String() + "\n  }\n"
+		}
+		poolDef += "}\n"
 	} else {
 		remoteTS = Pool.String()
+		if g.IPv6 {
+			remoteTS += ", " + Pool6.String()
+		}
 	}
 	sw := fmt.Sprintf(`connections {
   dns {
@@ -361,7 +385,7 @@ secrets {
     secret = "%s"
   }
 }
-%s`, GatewayAddr, g.Proposals, pools, g.ConnExtra, or(g.LocalAuth, "psk"), g.LocalID, certs, or(g.RemoteAuth, "psk"), g.RemoteID, Internal, remoteTS, g.ESPProposals, g.ChildExtra,
+%s`, GatewayAddr, g.Proposals, pools, g.ConnExtra, or(g.LocalAuth, "psk"), g.LocalID, certs, or(g.RemoteAuth, "psk"), g.RemoteID, localTS, remoteTS, g.ESPProposals, g.ChildExtra,
 		g.LocalID, g.RemoteID, g.PSK, poolDef)
 	zone := fmt.Sprintf(`$ORIGIN %s
 $TTL 300
@@ -372,7 +396,7 @@ www IN A 192.0.2.80
 `, Zone, Zone, Zone, Zone, DNSAddr)
 	nsd := fmt.Sprintf(`server:
   ip-address: %s
-  port: 53
+%s  port: 53
   username: ""
   chroot: ""
   zonesdir: "%s"
@@ -389,7 +413,7 @@ remote-control:
 zone:
   name: %s
   zonefile: lab.zone
-`, DNSAddr, l.dir, l.dir, l.dir, l.dir, l.dir, l.dir, Zone)
+`, DNSAddr, nsdV6, l.dir, l.dir, l.dir, l.dir, l.dir, l.dir, Zone)
 	files := map[string]string{"strongswan.conf": ss, "swanctl.conf": sw, "lab.zone": zone, "nsd.conf": nsd}
 	if g.Cert != nil {
 		files["x509ca/ca.pem"], files["x509/gw.pem"], files["private/gw.key"] = string(g.CACert), string(g.Cert), string(g.Key)
