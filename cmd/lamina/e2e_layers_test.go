@@ -91,7 +91,10 @@ func startE2E(t *testing.T) *e2eLab {
 		}
 	}
 	testenv.StartNSD(t, testenv.NSDConfig{
-		Zones:  map[string]string{"corp.example.": "app IN A " + appAddr.String() + "\nns IN A " + corpDNS.String() + "\n"},
+		Zones: map[string]string{
+			"corp.example.":          "app IN A " + appAddr.String() + "\nns IN A " + corpDNS.String() + "\n",
+			"0.200.10.in-addr.arpa.": "80 IN PTR app.corp.example.\n",
+		},
 		Addr:   netip.AddrPortFrom(corpDNS, 53),
 		Prefix: []string{e.ip, "netns", "exec", e.lab.GW},
 	})
@@ -239,6 +242,7 @@ upstream_groups:
   - {name: public, upstreams: ["udp://127.0.0.1:5399"]}
 routes:
   - {zone: corp.example, group: corp}
+  - {zone: 0.200.10.in-addr.arpa, group: corp}
   - {zone: ., group: public}
 proxies:
   - {name: corp-socks, address: "127.0.0.1:1080", tunnel: branch-gw, ports: [443]}
@@ -328,6 +332,21 @@ func TestE2ELayersCurlThroughTunnel(t *testing.T) {
 		t.Errorf("corp upstream: %+v", corp)
 	}
 	noPublic(t, after)
+
+	// The reverse zone of the internal range takes the same path.
+	if r, _ := e.in(testenv.Tool(t, "kdig"), "@127.0.0.1", "-p", "5353", "+time=5", "+short", "-x", appAddr.String()).Output(); strings.TrimSpace(string(r)) != "app.corp.example." {
+		t.Errorf("PTR %v: %q", appAddr, r)
+	}
+	// A destination outside the tunnel's traffic selectors is refused by
+	// the proxy, never dialled in the clear: the gateway's outer address
+	// is reachable over the veth, but not through the tunnel.
+	out, err := e.in("curl", "-sS", "--max-time", "10", "-k", "--proxy", "socks5://127.0.0.1:1080", "https://"+iketest.GatewayAddr.String()+"/").CombinedOutput()
+	if err == nil {
+		t.Errorf("proxy connected outside the traffic selectors:\n%s", out)
+	}
+	if v := e.layers(t); v.Proxies[0].Failed != after.Proxies[0].Failed+1 || v.Proxies[0].Dials != after.Proxies[0].Dials {
+		t.Errorf("refused destination: proxy layer before %+v after %+v", after.Proxies[0], v.Proxies[0])
+	}
 	var doh *clientLayer
 	for i, c := range after.Clients {
 		if c.Listener == "doh" {
