@@ -159,6 +159,9 @@ func (s *Session) dropChildren() {
 // exactly once; a retransmission gets our cached response again).
 func (s *Session) handleRequest(sa *ikeSA, raw []byte, m *wire.Message) error {
 	if sa.lastResp != nil && m.MessageID+1 == sa.nextIn {
+		if len(m.Payloads) == 0 {
+			return errors.New("retransmitted request without payloads")
+		}
 		if f, ok := m.Payloads[len(m.Payloads)-1].(*wire.Fragment); !ok || f.Number == 1 {
 			s.send(sa.lastResp) // once per retransmitted request, not per fragment
 		}
