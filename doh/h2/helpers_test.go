@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"net"
+	"os"
 	"net/http"
 	"strconv"
 	"sync"
@@ -199,4 +200,20 @@ func query(name string, qtype uint16) []byte {
 
 func getURL(base string, raw []byte) string {
 	return base + "?dns=" + base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func writeFile(t testing.TB, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
