@@ -147,7 +147,7 @@ func (d *DoH) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	// A reused connection the server closed while idle fails the request
 	// before any answer: try once more, on whatever connection the
 	// transport has then (the dead one is gone from its pool).
-	for attempt := 0; ; attempt++ {
+	for attempt, ours := 0, 0; ; attempt++ {
 		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
 		started := time.Now()
 		suspect := attempt == 0 && started.Sub(time.Unix(0, d.lastAnswer.Load())) > d.suspectIdle
@@ -168,6 +168,13 @@ func (d *DoH) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		}
 		if suspect && tryCtx.Err() != nil {
 			d.dropConns(started)
+			continue
+		}
+		if droppedByUs(err) && ours < 3 {
+			// Another query dropped the connection this one was on (or was
+			// handed from a pool that had not noticed yet): not a failure.
+			ours++
+			attempt--
 			continue
 		}
 		if attempt > 0 || errors.Is(err, errHTTP) {

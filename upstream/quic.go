@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +30,6 @@ type quicDialer struct {
 	mu     sync.Mutex
 	pc     net.PacketConn
 	tr     *quic.Transport
-	conns  []dialedConn // possibly dead; for dropConns
 	closed bool
 }
 
@@ -92,10 +90,6 @@ func (q *quicDialer) dial(ctx context.Context, tlsCfg *tls.Config, qcfg *quic.Co
 		})
 		if err == nil {
 			q.um.conn(usedECH)
-			q.mu.Lock()
-			q.conns = slices.DeleteFunc(q.conns, func(d dialedConn) bool { return d.c.Context().Err() != nil })
-			q.conns = append(q.conns, dialedConn{c, time.Now()})
-			q.mu.Unlock()
 			return c, nil
 		}
 		errs = append(errs, err)
@@ -106,28 +100,13 @@ func (q *quicDialer) dial(ctx context.Context, tlsCfg *tls.Config, qcfg *quic.Co
 	return nil, errors.Join(errs...)
 }
 
-type dialedConn struct {
-	c       *quic.Conn
-	created time.Time
-}
+// dropMessage marks connections closed by dropConns (see DoH).
+const dropMessage = "unresponsive"
 
-// dropConns closes the connections dialed before t, so that the next request
-// dials afresh (http3.Transport would otherwise keep using a connection the
-// server dropped silently). Newer ones, dialed by retries meanwhile, stay.
-func (q *quicDialer) dropConns(t time.Time) {
-	q.mu.Lock()
-	var old []*quic.Conn
-	q.conns = slices.DeleteFunc(q.conns, func(d dialedConn) bool {
-		if d.created.Before(t) {
-			old = append(old, d.c)
-			return true
-		}
-		return false
-	})
-	q.mu.Unlock()
-	for _, c := range old {
-		c.CloseWithError(0x100, "unresponsive") // H3_NO_ERROR
-	}
+// droppedByUs reports an error from a connection dropConns closed.
+func droppedByUs(err error) bool {
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && !ae.Remote && ae.ErrorMessage == dropMessage
 }
 
 // close closes every connection of the transport and its socket.

@@ -146,7 +146,7 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 	}
 	srv := &http3.Server{Handler: http.HandlerFunc(s.dohHandler), TLSConfig: http3.ConfigureTLSConfig(cfg)}
 	if s.shortIdle.Load() {
-		srv.QUICConfig = &quic.Config{MaxIdleTimeout: 300 * time.Millisecond}
+		srv.QUICConfig = &quic.Config{MaxIdleTimeout: time.Second}
 	}
 	done := make(chan struct{})
 	go func() { srv.Serve(pc); close(done) }()
@@ -158,7 +158,7 @@ func (s *testServer) startH3(t testing.TB, cfg *tls.Config) string {
 func (s *testServer) startDoQ(t testing.TB, cfg *tls.Config) net.Addr {
 	qc := &quic.Config{Allow0RTT: true}
 	if s.shortIdle.Load() {
-		qc.MaxIdleTimeout = 300 * time.Millisecond
+		qc.MaxIdleTimeout = time.Second
 	}
 	l, err := quic.ListenAddr("127.0.0.1:0", cfg, qc)
 	if err != nil {
