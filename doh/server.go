@@ -79,6 +79,11 @@ type Config struct {
 	// queries and so idempotent, but 0-RTT data can be replayed (RFC 9250
 	// §4.5 discusses the same for DoQ); off by default.
 	Allow0RTT bool
+
+	// NoFastH2 serves HTTP/2 with this package's general connection loop
+	// (every request through ServeHTTP) instead of package doh/h2, which
+	// answers DoH requests on the connection's read loop. Off by default.
+	NoFastH2 bool
 }
 
 // Server is a DoH server: an http.Handler for Config.Path plus the HTTP/1.1,
@@ -164,6 +169,11 @@ func New(cfg Config) (*Server, error) {
 	// handshake, connection tracking and Close.
 	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){"h2": s.serveH2}
 	s.http.RegisterOnShutdown(s.shutdownH2)
+	if !cfg.NoFastH2 {
+		if err := s.useFastH2(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
