@@ -20,10 +20,8 @@
 // caller's job (package ipsec does it with backoff). It knows nothing of
 // DNS.
 //
-// Simultaneous CHILD_SA rekeys are settled by the lowest-nonce rule (RFC
-// 7296 §2.8.1). Not implemented: MOBIKE (RFC 4555), EAP, childless IKE SAs,
-// extra CHILD_SAs beyond the first (a gateway's request for one is refused
-// with NO_ADDITIONAL_SAS), and the nonce rule for simultaneous IKE SA
-// rekeys (§2.8.2): a gateway IKE rekey colliding with ours is answered
-// with TEMPORARY_FAILURE, which strongSwan retries.
+// Simultaneous rekeys of a CHILD_SA or of the IKE SA are settled by the
+// lowest-nonce rule (RFC 7296 §2.8.1, §2.8.2). Not implemented: MOBIKE
+// (RFC 4555), EAP, childless IKE SAs, and extra CHILD_SAs beyond the first
+// (a gateway's request for one is refused with NO_ADDITIONAL_SAS).
 package ike

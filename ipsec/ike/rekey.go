@@ -83,22 +83,27 @@ func (s *Session) rekeyIKE(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.oldIKE = old
-		s.ike = &ikeSA{spiI: spiI, spiR: spiR, weInit: true, suite: st, keys: keys, frag: old.frag, rekeyAt: jitter(s.cfg.IKERekey)}
+		ours := &ikeSA{spiI: spiI, spiR: spiR, weInit: true, suite: st, keys: keys, frag: old.frag, rekeyAt: jitter(s.cfg.IKERekey)}
 		s.counted(0, 1)
+		if theirs := s.collidedIKE; theirs != nil {
+			s.collidedIKE = nil
+			// RFC 7296 §2.8.2: the IKE SA created with the lowest nonce is
+			// redundant and deleted by its initiator; the winner's
+			// initiator deletes the old one.
+			if bytes.Compare(minNonce(ni, nr), minNonce(theirs.ni, theirs.nr)) < 0 {
+				s.log.Info("lost the IKE rekey collision")
+				s.ike = theirs
+				s.retire(old) // the gateway deletes it
+				s.deleteIKESA(ctx, ours)
+				return nil
+			}
+			s.log.Info("won the IKE rekey collision")
+			s.retire(theirs) // the gateway deletes it
+		}
+		s.ike = ours
+		s.retire(old)
 		s.log.Info("rekeyed the IKE SA", "group", st.group)
-		// Delete the old IKE SA on itself; its CHILD_SAs now belong to the new one.
-		del, err := s.seal(old, old.header(wire.Informational, old.nextOut, false), []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
-		if err == nil {
-			old.nextOut++
-			_, err = s.roundTrip(ctx, old, del, wire.Informational, old.nextOut-1, true)
-		}
-		if s.oldIKE == old {
-			s.oldIKE = nil
-		}
-		if err != nil {
-			s.log.Debug("deleting the rekeyed IKE SA", "err", err)
-		}
+		s.deleteIKESA(ctx, old)
 		return nil
 	}
 	return errors.New("ike: IKE rekey: too many INVALID_KE_PAYLOAD answers")

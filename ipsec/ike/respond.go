@@ -148,9 +148,6 @@ func (s *Session) onCreateChildSA(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 		return notifyPayload(wire.NotifyTemporaryFailure, nil), nil
 	}
 	if r.sa.Proposals[0].Protocol == wire.ProtoIKE {
-		if s.rekeyingIKE {
-			return notifyPayload(wire.NotifyTemporaryFailure, nil), nil // RFC 7296 §2.25
-		}
 		return s.onIKERekey(r)
 	}
 	if r.rekey == nil || r.tsi == nil || r.tsr == nil {
@@ -303,8 +300,16 @@ func (s *Session) onIKERekey(r createReq) ([]wire.Payload, func() error) {
 	resp := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{prop}}, &wire.Nonce{Data: nr}, &wire.KE{Group: r.ke.Group, Data: k.public()}}
 	next := &ikeSA{spiI: spiI, spiR: spiR, weInit: false, suite: st, keys: keys, frag: s.ike.frag}
 	next.rekeyAt = jitter(s.cfg.IKERekey)
+	if s.rekeyingIKE {
+		// Our IKE rekey is in flight: rekeyIKE settles the collision by
+		// the nonces (RFC 7296 §2.8.2).
+		next.ni, next.nr = r.ni, nr
+		s.collidedIKE = next
+		return resp, nil
+	}
 	return resp, func() error {
-		s.oldIKE, s.ike = s.ike, next
+		s.retire(s.ike)
+		s.ike = next
 		s.counted(0, 1)
 		s.log.Info("gateway rekeyed the IKE SA", "group", st.group)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/laminadns/lamina/ipsec/ike/wire"
@@ -48,6 +49,10 @@ func (s *Session) run(ctx context.Context) {
 			s.fail(ErrClosed)
 			return
 		case spi := <-s.rekeyC:
+			if spi == 0 {
+				s.ike.rekeyAt = time.Now()
+				rekey.Reset(0)
+			}
 			for _, c := range s.children {
 				if (c.sa.InSPI == spi || c.sa.OutSPI == spi) && c.replacedBy == 0 {
 					c.rekeyAt = time.Now()
@@ -79,6 +84,26 @@ func (s *Session) run(ctx context.Context) {
 			dpd.Reset(s.dpdWait())
 		}
 	}
+}
+
+func (s *Session) retire(sa *ikeSA) { s.retiring = append(s.retiring, sa) }
+
+func (s *Session) unretire(sa *ikeSA) {
+	s.retiring = slices.DeleteFunc(s.retiring, func(r *ikeSA) bool { return r == sa })
+}
+
+// deleteIKESA deletes a rekeyed or redundant IKE SA on itself (its
+// CHILD_SAs belong to the current one) and forgets it.
+func (s *Session) deleteIKESA(ctx context.Context, sa *ikeSA) {
+	del, err := s.seal(sa, sa.header(wire.Informational, sa.nextOut, false), []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+	if err == nil {
+		sa.nextOut++
+		_, err = s.roundTrip(ctx, sa, del, wire.Informational, sa.nextOut-1, true)
+	}
+	if err != nil {
+		s.log.Debug("deleting a rekeyed IKE SA", "err", err)
+	}
+	s.unretire(sa)
 }
 
 // nextRekey is the live CHILD_SA due for rekeying first.
@@ -122,8 +147,8 @@ func (s *Session) inbound(raw []byte) error {
 	if m.IsResponse() {
 		return errors.New("unexpected response")
 	}
-	for _, sa := range []*ikeSA{s.ike, s.oldIKE} {
-		if sa != nil && m.SPIi == sa.spiI && m.SPIr == sa.spiR {
+	for _, sa := range append([]*ikeSA{s.ike}, s.retiring...) {
+		if m.SPIi == sa.spiI && m.SPIr == sa.spiR {
 			return s.handleRequest(sa, raw, m)
 		}
 	}
@@ -209,9 +234,9 @@ func (s *Session) onInformational(sa *ikeSA, ps []wire.Payload) ([]wire.Payload,
 		}
 		switch d.Protocol {
 		case wire.ProtoIKE:
-			if sa == s.oldIKE {
-				// The gateway retires the IKE SA it rekeyed (RFC 7296 §2.18).
-				return nil, func() error { s.oldIKE = nil; return nil }
+			if sa != s.ike {
+				// The gateway retires an IKE SA that was rekeyed (RFC 7296 §2.18).
+				return nil, func() error { s.unretire(sa); return nil }
 			}
 			return nil, func() error { return ErrPeerDelete }
 		case wire.ProtoESP:

@@ -37,11 +37,12 @@ type Session struct {
 
 	// Owned by the session goroutine once Dial returns.
 	ike         *ikeSA            // current IKE SA
-	oldIKE      *ikeSA            // rekeyed by the gateway, until its DELETE arrives
+	retiring    []*ikeSA          // rekeyed IKE SAs, until their DELETE is done
 	children    map[uint32]*child // by inbound SPI
 	rekeying    uint32            // inbound SPI of the CHILD_SA we are rekeying
 	rekeyingIKE bool              // our IKE rekey is in flight
 	collided    *child            // the gateway\'s CHILD_SA created while ours was in flight
+	collidedIKE *ikeSA            // the gateway\'s IKE SA created while our IKE rekey was in flight
 	lastRecv    time.Time
 }
 
@@ -55,6 +56,7 @@ type ikeSA struct {
 	nextIn     uint32    // message ID of the gateway's next request
 	lastResp   [][]byte  // our response to the gateway's request nextIn-1
 	rekeyAt    time.Time // when we rekey this IKE SA
+	ni, nr     []byte    // nonces of a gateway rekey that collided with ours
 	frag       bool      // RFC 7383 fragmentation negotiated
 	reasm      *reassembly
 }
@@ -177,6 +179,14 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// RekeyIKE asks for the IKE SA to be rekeyed now. It does not block.
+func (s *Session) RekeyIKE() {
+	select {
+	case s.rekeyC <- 0:
+	default:
+	}
 }
 
 // RekeyChild asks for the CHILD_SA with this inbound or outbound SPI to be

@@ -562,3 +562,66 @@ func TestStrongSwanRekeyCollision(t *testing.T) {
 		t.Error("no rekey collision happened")
 	}
 }
+
+// TestStrongSwanIKERekeyCollision starts IKE rekeys on both sides within the
+// same 100 ms, several times: the lowest-nonce rule (RFC 7296 §2.8.2) picks
+// the same surviving IKE SA at both ends, over which CHILD rekeys and DELETE
+// still work.
+func TestStrongSwanIKERekeyCollision(t *testing.T) {
+	lab := iketest.Start(t, gateway())
+	c := iketest.NewConn(lab.DialUDP(t, 4500))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := newKeyer()
+	cfg := config(c, "test-psk-0123456789")
+	cfg.ChildRekey, cfg.IKERekey = -1, -1
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+	s, err := ike.Dial(dctx, newSlowConn(ctx, c), k, cfg)
+	dcancel()
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	<-k.added
+	for round := 0; round < 3; round++ {
+		lab.Swanctl(t, "--rekey", "--ike", "dns")
+		s.RekeyIKE()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			sas := lab.Swanctl(t, "--list-sas")
+			if strings.Count(sas, "ESTABLISHED") == 1 && !strings.Contains(sas, "REKEY") && s.Info().IKERekeys >= round+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: gateway SAs:\n%s", round, sas)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The surviving IKE SA works: a CHILD rekey over it, then traffic.
+	before := len(k.added)
+	lab.Swanctl(t, "--rekey", "--child", "internal")
+	for deadline := time.Now().Add(10 * time.Second); len(k.added) == before; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no CHILD rekey over the surviving IKE SA")
+		}
+	}
+	var cur ike.ChildSA
+	for len(k.added) > 0 {
+		cur = <-k.added
+	}
+	time.Sleep(200 * time.Millisecond) // the gateway's DELETE of the old CHILD_SA switches our outbound
+	if a := queryThroughTunnel(t, c, cur, s.Info().VirtualIPs[0]); a != netip.MustParseAddr("192.0.2.80") {
+		t.Fatalf("A record %v", a)
+	}
+	log := lab.Log()
+	n := strings.Count(log, "detected IKE_REKEY collision with IKE_REKEY")
+	t.Logf("%d IKE collisions: gateway won %d, lost %d", n, strings.Count(log, "IKE_SA rekey collision won"), strings.Count(log, "IKE_SA rekey collision lost"))
+	if n == 0 {
+		t.Error("no IKE rekey collision happened")
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	if err := s.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
