@@ -59,52 +59,54 @@ func (h *rawH2) headers(t *testing.T, id uint32, endStream bool) {
 // pattern (HEADERS then RST_STREAM, repeated), are refused without harming
 // other clients.
 func TestH2Floods(t *testing.T) {
-	e := start(t, false, Config{MaxConcurrentStreams: 10})
+	forH2Paths(t, func(t *testing.T, slow bool) {
+		e := start(t, false, Config{MaxConcurrentStreams: 10, NoFastH2: slow})
 
-	// 200 streams left open (no body): the excess is refused or the
-	// connection is closed.
-	h := dialH2(t, e)
-	for i := range 200 {
-		h.headers(t, uint32(2*i+1), false)
-	}
-	refused := 0
-	for range 1000 {
-		f, err := h.fr.ReadFrame()
-		if err != nil {
-			break // connection closed: also a refusal
+		// 200 streams left open (no body): the excess is refused or the
+		// connection is closed.
+		h := dialH2(t, e)
+		for i := range 200 {
+			h.headers(t, uint32(2*i+1), false)
 		}
-		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
-			refused++
-		}
-		if _, ok := f.(*http2.GoAwayFrame); ok {
-			refused = 190
-			break
-		}
-		if refused >= 190 {
-			break
-		}
-	}
-	if refused < 190 {
-		t.Errorf("only %d of 190 excess streams refused", refused)
-	}
-
-	// Rapid reset: 500 streams opened and cancelled at once.
-	r := dialH2(t, e)
-	for i := range 500 {
-		id := uint32(2*i + 1)
-		r.headers(t, id, false)
-		if err := r.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
-			if errors.Is(err, net.ErrClosed) {
+		refused := 0
+		for range 1000 {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				break // connection closed: also a refusal
+			}
+			if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
+				refused++
+			}
+			if _, ok := f.(*http2.GoAwayFrame); ok {
+				refused = 190
 				break
 			}
-			break // the server may close the connection: fine
+			if refused >= 190 {
+				break
+			}
 		}
-	}
+		if refused < 190 {
+			t.Errorf("only %d of 190 excess streams refused", refused)
+		}
 
-	c := e.h2Client(t, nil)
-	if m, _ := post(t, c, e.url, query(tlsconftest.SiteName, dns.TypeA)); len(m.Answer) != 1 {
-		t.Fatal("server stopped answering after the floods")
-	}
+		// Rapid reset: 500 streams opened and cancelled at once.
+		r := dialH2(t, e)
+		for i := range 500 {
+			id := uint32(2*i + 1)
+			r.headers(t, id, false)
+			if err := r.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					break
+				}
+				break // the server may close the connection: fine
+			}
+		}
+
+		c := e.h2Client(t, nil)
+		if m, _ := post(t, c, e.url, query(tlsconftest.SiteName, dns.TypeA)); len(m.Answer) != 1 {
+			t.Fatal("server stopped answering after the floods")
+		}
+	})
 }
 
 // get sends a GET for the site's A record on stream id.
@@ -126,80 +128,96 @@ func (h *rawH2) get(t *testing.T, id uint32) {
 // requests in flight, opening the next as soon as one ends, is never refused
 // (the stream must stop counting before END_STREAM goes out).
 func TestH2StreamLimit(t *testing.T) {
-	e := start(t, false, Config{MaxConcurrentStreams: 10})
-	h := dialH2(t, e)
-	next := uint32(1)
-	for range 10 {
-		h.get(t, next)
-		next += 2
-	}
-	done := 0
-	for done < 300 {
-		f, err := h.fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("after %d answers: %v", done, err)
+	forH2Paths(t, func(t *testing.T, slow bool) {
+		e := start(t, false, Config{MaxConcurrentStreams: 10, NoFastH2: slow})
+		h := dialH2(t, e)
+		next := uint32(1)
+		for range 10 {
+			h.get(t, next)
+			next += 2
 		}
-		switch f := f.(type) {
-		case *http2.RSTStreamFrame:
-			t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
-		case *http2.DataFrame:
-			if f.StreamEnded() {
-				done++
-				h.get(t, next)
-				next += 2
+		done := 0
+		for done < 300 {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("after %d answers: %v", done, err)
 			}
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				h.fr.WriteSettingsAck()
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
+			case *http2.DataFrame:
+				if f.StreamEnded() {
+					done++
+					h.get(t, next)
+					next += 2
+				}
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					h.fr.WriteSettingsAck()
+				}
 			}
 		}
-	}
+	})
 }
 
 // TestH2FlowControl: with a 10-byte stream window the answer comes in
 // window-sized DATA frames as the client grants more, and is complete.
 func TestH2FlowControl(t *testing.T) {
-	e := start(t, false, Config{})
-	h := dialH2(t, e)
-	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10}); err != nil {
-		t.Fatal(err)
-	}
-	h.get(t, 1)
-	var body []byte
-	frames := 0
-	for {
-		f, err := h.fr.ReadFrame()
-		if err != nil {
+	forH2Paths(t, func(t *testing.T, slow bool) {
+		e := start(t, false, Config{NoFastH2: slow})
+		h := dialH2(t, e)
+		if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10}); err != nil {
 			t.Fatal(err)
 		}
-		if f, ok := f.(*http2.DataFrame); ok {
-			frames++
-			if len(f.Data()) > 10 {
-				t.Fatalf("DATA of %d bytes beyond a 10-byte window", len(f.Data()))
+		h.get(t, 1)
+		var body []byte
+		frames := 0
+		for {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
 			}
-			body = append(body, f.Data()...)
-			if f.StreamEnded() {
+			if f, ok := f.(*http2.DataFrame); ok {
+				frames++
+				if len(f.Data()) > 10 {
+					t.Fatalf("DATA of %d bytes beyond a 10-byte window", len(f.Data()))
+				}
+				body = append(body, f.Data()...)
+				if f.StreamEnded() {
+					break
+				}
+				h.fr.WriteWindowUpdate(1, 10)
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+				t.Fatal("unexpected PING ack")
+			}
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(body); err != nil || len(m.Answer) != 1 || frames < 3 {
+			t.Fatalf("%d frames, answer %v, %v", frames, m, err)
+		}
+		// PING is answered.
+		h.fr.WritePing(false, [8]byte{1, 2, 3})
+		for {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{1, 2, 3} {
 				break
 			}
-			h.fr.WriteWindowUpdate(1, 10)
 		}
-		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
-			t.Fatal("unexpected PING ack")
+	})
+}
+
+// forH2Paths runs f against both HTTP/2 implementations: package doh/h2
+// (the default) and this package's h2conn (Config.NoFastH2).
+func forH2Paths(t *testing.T, f func(t *testing.T, slow bool)) {
+	for _, slow := range []bool{false, true} {
+		name := "doh-h2"
+		if slow {
+			name = "h2conn"
 		}
-	}
-	m := new(dns.Msg)
-	if err := m.Unpack(body); err != nil || len(m.Answer) != 1 || frames < 3 {
-		t.Fatalf("%d frames, answer %v, %v", frames, m, err)
-	}
-	// PING is answered.
-	h.fr.WritePing(false, [8]byte{1, 2, 3})
-	for {
-		f, err := h.fr.ReadFrame()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{1, 2, 3} {
-			break
-		}
+		t.Run(name, func(t *testing.T) { f(t, slow) })
 	}
 }
