@@ -45,6 +45,7 @@ type e2eLab struct {
 	bundle string // Lamina's CA and nginx's certificate
 	page   []byte
 	out    *syncBuffer
+	pid    int // lamina's
 }
 
 func (e *e2eLab) in(args ...string) *exec.Cmd {
@@ -52,7 +53,7 @@ func (e *e2eLab) in(args ...string) *exec.Cmd {
 }
 
 // layers fetches Lamina's /layers from inside the client namespace.
-func (e *e2eLab) layers(t *testing.T) layersView {
+func (e *e2eLab) layers(t testing.TB) layersView {
 	t.Helper()
 	b, err := e.in("curl", "-sS", "--max-time", "5", "http://127.0.0.1:9153/layers").Output()
 	if err != nil {
@@ -66,12 +67,12 @@ func (e *e2eLab) layers(t *testing.T) layersView {
 }
 
 // kdig asks Lamina for app.corp.example over UDP and returns kdig's output.
-func (e *e2eLab) kdig(t *testing.T) string {
+func (e *e2eLab) kdig(t testing.TB) string {
 	b, _ := e.in(testenv.Tool(t, "kdig"), "@127.0.0.1", "-p", "5353", "+time=5", "+retry=0", "+edns", "app.corp.example", "A").CombinedOutput()
 	return string(b)
 }
 
-func startE2E(t *testing.T) *e2eLab {
+func startE2E(t testing.TB) *e2eLab {
 	testenv.Root(t)
 	e := &e2eLab{ip: testenv.Tool(t, "ip"), dir: t.TempDir(), out: &syncBuffer{}}
 	nginx := testenv.Tool(t, "nginx")
@@ -112,7 +113,7 @@ func startE2E(t *testing.T) *e2eLab {
 
 // startNginx serves a page of known content over HTTPS on appAddr:443 in the
 // gateway namespace, with a self-signed certificate for app.corp.example.
-func (e *e2eLab) startNginx(t *testing.T, nginx string) {
+func (e *e2eLab) startNginx(t testing.TB, nginx string) {
 	// A CA and a leaf it signs, as browsers want (a self-signed leaf is not
 	// a trust anchor for Chromium).
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -173,13 +174,15 @@ http {
   fastcgi_temp_path %[1]s/tmp;
   server {
     listen %[2]s:443 ssl;
+    # the gateway's outer address: a path without IPsec, for the benchmark
+    listen %[3]s:443 ssl;
     server_name app.corp.example;
     ssl_certificate %[1]s/app.pem;
     ssl_certificate_key %[1]s/app.key;
     root %[1]s/www;
   }
 }
-`, e.dir, appAddr))
+`, e.dir, appAddr, iketest.GatewayAddr))
 	cmd := exec.Command(e.ip, "netns", "exec", e.lab.GW, nginx, "-c", conf)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -216,8 +219,9 @@ http {
 	}
 }
 
-func (e *e2eLab) startLamina(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf(`
+func (e *e2eLab) startLamina(t testing.TB) {
+	cfg := filepath.Join(e.dir, "lamina.yaml")
+	err := os.WriteFile(cfg, fmt.Appendf(nil, `
 listeners:
   - {name: do53-udp, url: "udp://127.0.0.1:5353"}
   - {name: do53-tcp, url: "tcp://127.0.0.1:5353"}
@@ -248,13 +252,17 @@ proxies:
   - {name: corp-socks, address: "127.0.0.1:1080", tunnel: branch-gw, ports: [443]}
 cache:
   disable: true
-`, e.dir, iketest.GatewayAddr, iketest.Internal, corpDNS))
+`, e.dir, iketest.GatewayAddr, iketest.Internal, corpDNS), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := e.in(laminaBin, "serve", "-config", cfg, "-admin", "127.0.0.1:9153")
 	cmd.Env = append(os.Environ(), "LAMINA_E2E_PSK=lamina-e2e-psk-0123456789")
 	cmd.Stdout, cmd.Stderr = e.out, e.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.pid = cmd.Process.Pid // ip netns exec execs lamina
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
@@ -293,7 +301,7 @@ cache:
 // curlApp fetches https://app.corp.example/ the way issue 8 tells it: curl
 // resolves over DoH to Lamina, then connects by address through Lamina's
 // SOCKS5 proxy, which dials through the tunnel.
-func (e *e2eLab) curlApp(t *testing.T) []byte {
+func (e *e2eLab) curlApp(t testing.TB) []byte {
 	t.Helper()
 	var stderr bytes.Buffer
 	cmd := e.in("curl", "-sS", "--max-time", "20", "--cacert", e.bundle,
