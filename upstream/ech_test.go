@@ -51,7 +51,7 @@ func TestECH(t *testing.T) {
 	current, currentList := echKey(t, 1, "dns.test")
 	_, staleList := echKey(t, 2, "dns.test")
 
-	echServer := pki.serverConfig("dot", "doq")
+	echServer := pki.serverConfig("dot", "doq", "h2")
 	echServer.MinVersion = tls.VersionTLS13
 	echServer.EncryptedClientHelloKeys = []tls.EncryptedClientHelloKey{current}
 	plainServer := pki.serverConfig("dot", "doq")
@@ -61,25 +61,33 @@ func TestECH(t *testing.T) {
 		server  *tls.Config
 		list    []byte
 		policy  ECHPolicy
-		quic    bool
+		via     string // dot (default), doq, doh, h3
 		wantECH bool
 		wantErr error
 	}{
-		{"accepted", echServer, currentList, ECHOpportunistic, false, true, nil},
-		{"accepted over QUIC", echServer, currentList, ECHRequire, true, true, nil},
-		{"stale config retried", echServer, staleList, ECHRequire, false, true, nil},
-		{"required without config", echServer, nil, ECHRequire, false, false, ErrECHRequired},
-		{"required, server without ECH", plainServer, currentList, ECHRequire, false, false, ErrECHRejected},
-		{"opportunistic falls back", plainServer, currentList, ECHOpportunistic, false, false, nil},
-		{"off", echServer, currentList, ECHOff, false, false, nil},
+		{"accepted", echServer, currentList, ECHOpportunistic, "", true, nil},
+		{"accepted over QUIC", echServer, currentList, ECHRequire, "doq", true, nil},
+		{"accepted over DoH", echServer, currentList, ECHRequire, "doh", true, nil},
+		{"accepted over HTTP/3", echServer, currentList, ECHRequire, "h3", true, nil},
+		{"stale config retried", echServer, staleList, ECHRequire, "", true, nil},
+		{"stale config retried over DoH", echServer, staleList, ECHRequire, "doh", true, nil},
+		{"required without config", echServer, nil, ECHRequire, "", false, ErrECHRequired},
+		{"required, server without ECH", plainServer, currentList, ECHRequire, "", false, ErrECHRejected},
+		{"opportunistic falls back", plainServer, currentList, ECHOpportunistic, "", false, nil},
+		{"off", echServer, currentList, ECHOff, "", false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := startServer(t)
 			var url string
-			if tt.quic {
+			switch tt.via {
+			case "doq":
 				url = "quic://" + srv.startDoQ(t, tt.server).String()
-			} else {
+			case "doh":
+				url = srv.startDoH(t, tt.server, srv.dohHandler)
+			case "h3":
+				url = srv.startH3(t, tt.server)
+			default:
 				url = "tls://" + srv.startDoT(t, tt.server).String()
 			}
 			reg := prometheus.NewRegistry()
