@@ -112,6 +112,14 @@ local_zones:
 			t.Errorf("/layers client %s: %q, want %q", l, got[l], w)
 		}
 	}
+
+	// -ech-from-dns finds the config in the server's own SVCB records
+	// (_dns.dns.lamina.test, RFC 9461), asked over plain DNS.
+	out, err := exec.Command(laminaBin, "query", "-server", fmt.Sprintf("https://dns.lamina.test:%d/dns-query", pdoh), "-ip", "127.0.0.1",
+		"-bootstrap", fmt.Sprintf("udp://127.0.0.1:%d", p53), "-ech-from-dns", "-ca", ca, "-trace", "www.lab.test").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "192.0.2.7") || !strings.Contains(string(out), "ECH      accepted true") {
+		t.Errorf("-ech-from-dns: %v\n%s", err, out)
+	}
 }
 
 func TestQueryUsage(t *testing.T) {

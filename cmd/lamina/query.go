@@ -36,7 +36,9 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 	ca := fs.String("ca", "", "PEM `file` of the CA that signed the server's certificate (default: system roots)")
 	sni := fs.String("server-name", "", "`name` to verify in the certificate and send as SNI (default: the URL's host)")
 	echB64 := fs.String("ech", "", "the server's ECHConfigList, `base64`; ECH is then required")
-	echDNS := fs.Bool("ech-from-dns", false, "look the server's ECH config up in DNS (SVCB/HTTPS) through the system resolver; used when found")
+	echDNS := fs.Bool("ech-from-dns", false, "look the server's ECH config up in DNS (SVCB/HTTPS records) through -bootstrap; used when found")
+	bootURL := fs.String("bootstrap", "", "plain DNS `URL` (udp:// or tcp://) that resolves the server's name and its ECH config (default: the first nameserver of /etc/resolv.conf)")
+	ipFlag := fs.String("ip", "", "connect to this `address` instead of resolving the server URL's host name")
 	trace := fs.Bool("trace", false, "print the layers the query crossed")
 	admin := fs.String("admin", "", "the server's admin `ip:port`, to show its route and tunnel for the name (with -trace)")
 	timeout := fs.Duration("timeout", 5*time.Second, "overall `timeout`")
@@ -75,6 +77,14 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		ECH:        upstream.ECHOff,
 		TLSConfig:  &tls.Config{VerifyConnection: obs.tls},
 	}
+	if *ipFlag != "" {
+		a, err := netip.ParseAddr(*ipFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "lamina query: -ip: %v\n", err)
+			return exitConfig
+		}
+		opts.IPs = []netip.Addr{a}
+	}
 	switch {
 	case *echB64 != "":
 		list, err := base64.StdEncoding.DecodeString(*echB64)
@@ -86,8 +96,8 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 	case *echDNS:
 		opts.ECH = upstream.ECHOpportunistic
 	}
-	if su, err := url.Parse(*server); *echDNS || (err == nil && !isIP(su.Hostname())) {
-		boot, err := systemBootstrap()
+	if su, err := url.Parse(*server); *echDNS || (err == nil && !isIP(su.Hostname()) && *ipFlag == "") {
+		boot, err := bootstrap(*bootURL)
 		if err != nil {
 			fmt.Fprintf(stderr, "lamina query: bootstrap: %v\n", err)
 			return exitConfig
@@ -295,9 +305,13 @@ func isIP(s string) bool {
 	return err == nil
 }
 
-// systemBootstrap is a plain DNS upstream to the first nameserver of
-// /etc/resolv.conf, for ECH discovery.
-func systemBootstrap() (upstream.Upstream, error) {
+// bootstrap is the plain DNS upstream that resolves the server's name and
+// looks its ECH config up: raw, or else the first nameserver of
+// /etc/resolv.conf.
+func bootstrap(raw string) (upstream.Upstream, error) {
+	if raw != "" {
+		return upstream.Parse(raw, upstream.Options{})
+	}
 	f, err := os.Open("/etc/resolv.conf")
 	if err != nil {
 		return nil, err
