@@ -417,3 +417,37 @@ func TestIKETunnelIPv6Inner(t *testing.T) {
 	}
 	queryUDP(t, ctx, tun, 8) // IPv4 still works
 }
+
+// TestIKETunnelAuthFailureBackoff: after the gateway changes its PSK and
+// drops us, re-establishment fails with AUTHENTICATION_FAILED, shown in the
+// status, and is retried with growing delays (no tight loop); once the PSK
+// matches again the tunnel comes back by itself.
+func TestIKETunnelAuthFailureBackoff(t *testing.T) {
+	g := labGateway()
+	lab := iketest.Start(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, labIKE())
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	bad := g
+	bad.PSK = "another-psk-9876543210"
+	lab.Reconfigure(t, bad)
+	before := strings.Count(lab.Log(), "parsed IKE_AUTH request")
+	lab.Swanctl(t, "--terminate", "--ike", "dns")
+	waitFor(t, "an authentication failure in the status", func() bool {
+		st := tun.IKEStatus()
+		return !st.Up && st.LastErr != nil && strings.Contains(st.LastErr.Error(), "AUTHENTICATION_FAILED")
+	})
+	time.Sleep(4 * time.Second)
+	attempts := strings.Count(lab.Log(), "parsed IKE_AUTH request") - before
+	t.Logf("%d IKE_AUTH attempts in the first ~5 s of failure", attempts)
+	if attempts < 1 || attempts > 4 {
+		t.Errorf("%d attempts: want backoff (1 s, 2 s, 4 s …)", attempts)
+	}
+	lab.Reconfigure(t, g)
+	waitFor(t, "recovery once the PSK matches", func() bool { return tun.IKEStatus().Up })
+	queryUDP(t, ctx, tun, 9)
+}

@@ -143,6 +143,14 @@ func (l *Lab) startCharon(t testing.TB) {
 	l.Swanctl(t, "--load-all", "--file", filepath.Join(l.dir, "swanctl.conf"))
 }
 
+// Reconfigure rewrites the gateway's configuration as g and reloads it
+// (connections, secrets, pools), leaving established SAs alone.
+func (l *Lab) Reconfigure(t testing.TB, g Gateway) {
+	t.Helper()
+	l.writeConfigs(t, g)
+	l.Swanctl(t, "--load-all", "--file", filepath.Join(l.dir, "swanctl.conf"))
+}
+
 // Restart kills charon with SIGKILL (it forgets every SA without telling
 // anyone, as in a crash) and starts it again with the same configuration.
 func (l *Lab) Restart(t testing.TB) {
