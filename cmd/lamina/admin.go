@@ -16,6 +16,8 @@ import (
 //	GET  /readyz               200 once every listener is up, 503 before and while shutting down
 //	GET  /status               JSON: listeners and their protection, routes and the path
 //	                           they take, tunnels with their SAs, cache stats
+//	GET  /layers               JSON: per hop, what protected the traffic (app.withLayers)
+//	GET  /status.html          the same as a self-contained HTML page
 //	POST /cache/flush          drop every cache entry
 //	POST /cache/flush?name=N   drop the entries of one name
 func adminHandler(h *swapHandler, g prometheus.Gatherer, ready *atomic.Bool, status http.HandlerFunc) http.Handler {
