@@ -375,6 +375,14 @@ func TestE2ELayersCurlThroughTunnel(t *testing.T) {
 	if len(a.SAs) < 2 || a.SAs[0].Suite == "" || a.OuterLocal == "" || len(a.InnerLocal) != 1 {
 		t.Errorf("tunnel layer: %+v", a)
 	}
+	// The SAs in /layers are the ones the gateway has: strongSwan lists
+	// the same SPIs (our outbound is its inbound and vice versa).
+	sas := e.lab.Swanctl(t, "--list-sas")
+	for _, sa := range a.SAs {
+		if !strings.Contains(sas, sa.SPI) {
+			t.Errorf("SA %s (%s) of /layers not at the gateway:\n%s", sa.SPI, sa.Direction, sas)
+		}
+	}
 	if len(after.Proxies) != 1 || after.Proxies[0].TLS != before.Proxies[0].TLS+1 || after.Proxies[0].Path != "tunnel branch-gw" {
 		t.Errorf("proxy layer: before %+v after %+v", before.Proxies, after.Proxies)
 	}
