@@ -38,6 +38,9 @@ const (
 	dohName     = "dns.example.test"
 )
 
+// chromiumPolicies is where Debian's Chromium reads managed policies.
+const chromiumPolicies = "/etc/chromium/policies"
+
 // browserLab is Lamina (DoH, a local zone for siteName, a SOCKS5 proxy on
 // the host network) in front of an HTTPS site with its own CA and ECH key,
 // and a HOME whose NSS database trusts both CAs, as Chromium on Linux wants.
@@ -52,7 +55,7 @@ type browserLab struct {
 }
 
 func startBrowserLab(t *testing.T) *browserLab {
-	testenv.Root(t) // a mount namespace hides /etc/chromium/policies from other tests' browsers
+	testenv.Root(t) // a mount namespace hides other tests' Chromium policies (see run)
 	b := &browserLab{dir: t.TempDir(), chromium: testenv.Tool(t, "chromium")}
 	certutil := testenv.Tool(t, "certutil")
 	testenv.Tool(t, "unshare")
@@ -155,32 +158,32 @@ func (b *browserLab) startSite(t *testing.T) (string, []byte) {
 }
 
 // run starts headless Chromium with the flags that keep it off the closed
-// network, args, and policy (JSON, or "" for none) as its only managed
-// policy: it runs in a mount namespace of its own where the test's policy
-// directory is bound over /etc/chromium/policies, so /etc is never written
-// and other tests' browsers (package doh writes a policy file) don't see it,
-// nor this one theirs. It returns stdout; stderr is logged on failure.
-func (b *browserLab) run(t *testing.T, policy string, args ...string) string {
+// network, a fresh profile and args. A non-empty doh template turns DoH on in
+// secure mode through the profile's Local State (the prefs behind
+// chrome://settings/security), so nothing is written to /etc. Any managed
+// policy would override those prefs (package doh's test writes one while it
+// runs), so when /etc/chromium/policies exists Chromium runs in a mount
+// namespace of its own with an empty directory bound over it. It returns
+// stdout; stderr is logged on failure.
+func (b *browserLab) run(t *testing.T, doh string, args ...string) string {
 	t.Helper()
-	pol := filepath.Join(t.TempDir(), "policies")
-	if err := os.MkdirAll(filepath.Join(pol, "managed"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if policy != "" {
-		if err := os.WriteFile(filepath.Join(pol, "managed", "lamina-test.json"), []byte(policy), 0o644); err != nil {
+	profile := t.TempDir()
+	if doh != "" {
+		state, _ := json.Marshal(map[string]any{"dns_over_https": map[string]string{"mode": "secure", "templates": doh}})
+		if err := os.WriteFile(filepath.Join(profile, "Local State"), state, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all := append([]string{
-		"--mount", "--propagation", "private", "--",
-		"sh", "-c", `mount --bind "$0" /etc/chromium/policies && exec "$@"`, pol,
-		b.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+	all := append([]string{b.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(),
-	}, args...)
+		"--disable-dev-shm-usage", "--user-data-dir=" + profile}, args...)
+	if _, err := os.Stat(chromiumPolicies); err == nil {
+		all = append([]string{"unshare", "--mount", "--propagation", "private", "--",
+			"sh", "-c", `mount --bind "$0" ` + chromiumPolicies + ` && exec "$@"`, t.TempDir()}, all...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", all...)
+	cmd := exec.CommandContext(ctx, all[0], all[1:]...)
 	cmd.Env = append(os.Environ(), "HOME="+b.home)
 	// Chromium forks a zygote, renderers and a GPU process: end them all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -278,8 +281,10 @@ func TestBrowserChromium(t *testing.T) {
 
 	t.Run("DoHSecure", func(t *testing.T) {
 		before := metricSum(b.lamina.metrics(t), "lamina_queries_total", `transport="https"`)
-		policy := fmt.Sprintf(`{"DnsOverHttpsMode": "secure", "DnsOverHttpsTemplates": "https://%s:%d/dns-query{?dns}"}`, dohName, b.dohPort)
-		dom := b.run(t, policy, "--host-resolver-rules=MAP "+dohName+" 127.0.0.1", "--dump-dom", url)
+		// A host name in the template, bootstrapped by a resolver rule,
+		// as in the reference recipe: Chromium sends SNI dns.example.test.
+		doh := fmt.Sprintf("https://%s:%d/dns-query{?dns}", dohName, b.dohPort)
+		dom := b.run(t, doh, "--host-resolver-rules=MAP "+dohName+" 127.0.0.1", "--dump-dom", url)
 		if !strings.Contains(dom, want) {
 			t.Fatalf("page not loaded over DoH; DOM:\n%.3000s", dom)
 		}
