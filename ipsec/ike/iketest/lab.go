@@ -58,6 +58,9 @@ type Gateway struct {
 	// LocalAuth and RemoteAuth are the gateway's and the client's
 	// authentication: "psk" (empty) or "pubkey".
 	LocalAuth, RemoteAuth string
+	// SecondClient prepares the gateway for StrongSwanClient: a second
+	// connection on 198.51.100.2 for the identity client2.example.
+	SecondClient bool
 	// CACert, Cert and Key are PEM: the trusted CA, the gateway's
 	// certificate and its PKCS#8 private key, for "pubkey".
 	CACert, Cert, Key []byte
@@ -423,6 +426,9 @@ zone:
   zonefile: lab.zone
 `, DNSAddr, nsdV6, l.dir, l.dir, l.dir, l.dir, l.dir, l.dir, Zone)
 	files := map[string]string{"strongswan.conf": ss, "swanctl.conf": sw, "lab.zone": zone, "nsd.conf": nsd}
+	if g.SecondClient {
+		files["swanctl.conf"] += secondClientGateway(g)
+	}
 	if g.Cert != nil {
 		files["x509ca/ca.pem"], files["x509/gw.pem"], files["private/gw.key"] = string(g.CACert), string(g.Cert), string(g.Key)
 	}
