@@ -87,7 +87,7 @@ func (u *UDP) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	end, _ := ctx.Deadline()
-	perTry := u.timeout / time.Duration(u.tries)
+	perTry := time.Until(end) / time.Duration(u.tries) // of the budget left, ctx's may be shorter
 
 	var lastErr error
 	for try := range u.tries {
@@ -98,8 +98,14 @@ func (u *UDP) exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		resp, err := u.try(ctx, req, deadline)
 		if err == nil {
 			if resp.Truncated {
-				u.log.Debug("answer truncated, retrying over TCP")
-				return u.tcp.exchange(ctx, req)
+				full, err := u.tcp.exchange(ctx, req)
+				if err != nil {
+					// TCP blocked or down: the truncated answer is still an
+					// answer, and its TC bit tells the client what happened.
+					u.log.Debug("TCP retry of a truncated answer failed", "err", err)
+					return resp, nil
+				}
+				return full, nil
 			}
 			return resp, nil
 		}

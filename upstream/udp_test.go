@@ -80,3 +80,19 @@ func TestUDPSourcePortsVary(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// TestUDPTruncatedWithoutTCP: when the TCP retry of a TC answer fails, the
+// truncated answer is returned rather than an error.
+func TestUDPTruncatedWithoutTCP(t *testing.T) {
+	srv := startServer(t)
+	srv.tcp.Shutdown() // UDP only from now on
+	u := NewUDP(srv.addr, Options{})
+	defer u.Close()
+	resp, err := u.Exchange(context.Background(), query("tc.test.", dns.TypeTXT))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Truncated {
+		t.Fatal("want the truncated UDP answer")
+	}
+}
