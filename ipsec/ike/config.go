@@ -147,7 +147,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
+// Validate checks c as Dial would, for configuration checks before start.
+func (c *Config) Validate() error {
 	if (len(c.Certificate) == 0 || len(c.RootCAs) == 0) && len(c.PSK) == 0 {
 		return errors.New("ike: PSK is required unless both Certificate and RootCAs are set")
 	}

@@ -90,7 +90,7 @@ type Info struct {
 // probes it when silent and runs until Close, ctx-independent failure or a
 // DELETE from the gateway (see Done and Err). ctx bounds only the setup.
 func Dial(ctx context.Context, conn Conn, keyer Keyer, cfg Config) (*Session, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.IKEProposals == nil {

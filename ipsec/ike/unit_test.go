@@ -350,3 +350,29 @@ func FuzzInbound(f *testing.F) {
 		close(conn.sent)
 	})
 }
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Local: FQDN("a.example"), PSK: []byte("x"), RemoteAddr: netip.MustParseAddrPort("192.0.2.2:4500")}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(c *Config){
+		"no PSK":           func(c *Config) { c.PSK = nil },
+		"no identity":      func(c *Config) { c.Local = Identity{} },
+		"no gateway":       func(c *Config) { c.RemoteAddr = netip.AddrPort{} },
+		"cert without key": func(c *Config) { c.Certificate = [][]byte{{1}} },
+		"bad proposal": func(c *Config) {
+			c.IKEProposals = []Proposal{{Encryption: []Encryption{{wire.EncrAESCBC, 128}}, PRF: []uint16{wire.PRFHMACSHA256}, Groups: []uint16{wire.GroupX25519}}}
+		},
+		"bad group": func(c *Config) {
+			c.IKEProposals = DefaultIKEProposals()
+			c.IKEProposals[0].Groups = []uint16{2}
+		},
+	} {
+		c := ok
+		mut(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
