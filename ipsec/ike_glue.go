@@ -31,6 +31,7 @@ type IKETunnel struct {
 	sess    *ike.Session
 	lastErr error
 	ups     int
+	group   uint16 // KE group the gateway accepted last
 }
 
 // Dial opens the tunnel described by cfg (cfg.IKE must be nil: IKE messages
@@ -154,6 +155,7 @@ func (it *IKETunnel) establish(ctx context.Context, cfg ike.Config) error {
 	}
 	it.mu.Lock()
 	it.sess, it.lastErr = s, nil
+	it.group = info.Group
 	it.ups++
 	it.mu.Unlock()
 	return nil
@@ -187,6 +189,9 @@ func (it *IKETunnel) supervise(ctx context.Context) {
 		}
 		cfg := it.cfg
 		cfg.InitialContact = true // our old SAs are gone: let the gateway drop its copies
+		it.mu.Lock()
+		cfg.Group = it.group // the gateway's KE group: no INVALID_KE round trip
+		it.mu.Unlock()
 		dctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := it.establish(dctx, cfg)
 		cancel()

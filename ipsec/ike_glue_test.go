@@ -269,6 +269,9 @@ func TestIKETunnelGatewayRestart(t *testing.T) {
 	if st := tun.IKEStatus(); st.LastErr != nil {
 		t.Errorf("LastErr %v after recovery", st.LastErr)
 	}
+	if n := strings.Count(lab.Log(), "generating IKE_SA_INIT response 0 [ N(INVAL_KE) ]"); n != 1 {
+		t.Errorf("%d INVALID_KE_PAYLOAD answers: the re-establishment did not reuse the accepted group", n)
+	}
 }
 
 // TestIKETunnelRekeySoak keeps 4 query loops running over the tunnel while

@@ -109,6 +109,11 @@ type Config struct {
 	// IKEProposals and ESPProposals; nil means DefaultIKEProposals and
 	// DefaultESPProposals.
 	IKEProposals, ESPProposals []Proposal
+	// Group is the KE group of the first IKE_SA_INIT, e.g. Info.Group of
+	// an earlier IKE SA with this gateway, which saves an
+	// INVALID_KE_PAYLOAD round trip. Zero, or a group not in IKEProposals,
+	// means the first group of the first proposal.
+	Group uint16
 	// InnerAddress is our address inside the tunnel. When invalid, a
 	// virtual IP is requested with a CP payload: INTERNAL_IP4_ADDRESS, and
 	// INTERNAL_IP6_ADDRESS too when RemoteNets has an IPv6 prefix.

@@ -48,6 +48,9 @@ func (s *Session) establish(ctx context.Context) error {
 
 func (s *Session) ikeSAInit(ctx context.Context) (*initResult, error) {
 	group := s.cfg.IKEProposals[0].Groups[0]
+	if s.offersGroup(s.cfg.Group) {
+		group = s.cfg.Group
+	}
 	var cookie []byte
 	ni := s.nonce()
 	for attempt := 0; attempt < 4; attempt++ {
