@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,7 @@ const (
 // side and the output buffer, which workers also use.
 type conn struct {
 	s   *Server
-	nc  *tls.Conn
+	nc  netConn
 	br  *bufio.Reader
 	fr  *http2.Framer
 	tpl resolver.Query // connection facts every query shares
@@ -68,6 +69,13 @@ type conn struct {
 	wDL time.Time
 }
 
+// netConn is what a connection needs of its *tls.Conn; fuzz tests use a
+// plain pipe.
+type netConn interface {
+	net.Conn
+	ConnectionState() tls.ConnectionState
+}
+
 // stream is a request that could not be answered the moment its headers
 // arrived: it has a body to come, waits for a worker, or has response data
 // waiting for flow-control window.
@@ -91,7 +99,7 @@ type outBuf struct{ b *[]byte }
 
 func (o outBuf) Write(p []byte) (int, error) { *o.b = append(*o.b, p...); return len(p), nil }
 
-func newConn(s *Server, nc *tls.Conn) *conn {
+func newConn(s *Server, nc netConn) *conn {
 	c := &conn{s: s, nc: nc, streams: map[uint32]*stream{}, sendConn: 65535, peerInit: 65535, maxFrame: 16384}
 	c.tpl = connQuery(s, nc)
 	c.br = bufio.NewReaderSize(nc, 32<<10)
@@ -110,7 +118,7 @@ func newConn(s *Server, nc *tls.Conn) *conn {
 func (c *conn) serve(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	c.ctx = ctx
-	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+	stop := context.AfterFunc(parent, func() { c.nc.Close() })
 	defer stop()
 	code, graceful := c.run()
 	c.mu.Lock()
@@ -126,7 +134,19 @@ func (c *conn) serve(parent context.Context) {
 	c.mu.Unlock()
 	cancel()
 	c.wg.Wait()
+	if code != http2.ErrCodeNo {
+		c.linger()
+	}
 	c.nc.Close()
+}
+
+// linger reads and drops what a misbehaving client still sends, for a
+// moment, before the connection closes: closing with unread data makes the
+// kernel send a TCP reset, and the client could lose the GOAWAY that says
+// why.
+func (c *conn) linger() {
+	c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(c.br, 1<<20))
 }
 
 // run reads frames until the connection ends; it returns the GOAWAY code to

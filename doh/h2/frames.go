@@ -107,12 +107,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) http2.ErrCode {
 	if f.StreamID > c.lastID.Load() {
 		return http2.ErrCodeProtocol
 	}
-	now := time.Now()
-	if now.Sub(c.resetStart) > time.Second {
-		c.resetStart, c.resets = now, 0
-	}
-	c.resets++
-	if c.resets > c.s.cfg.MaxResetsPerSecond {
+	if c.tooManyResets() {
 		c.s.log.Debug("rapid reset: closing", "client", c.tpl.Client)
 		return http2.ErrCodeEnhanceYourCalm
 	}
@@ -152,8 +147,8 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) http2.ErrCode {
 		// RFC 9113 §5.1.2; counts as a reset for the flood bound, since a
 		// client that ignores the limit costs as much as one resetting.
 		c.resetStream(id, http2.ErrCodeRefusedStream)
-		c.resets++
-		if c.resets > c.s.cfg.MaxResetsPerSecond && time.Since(c.resetStart) < time.Second {
+		if c.tooManyResets() {
+			c.s.log.Debug("stream flood: closing", "client", c.tpl.Client)
 			return http2.ErrCodeEnhanceYourCalm
 		}
 		return http2.ErrCodeNo
@@ -251,4 +246,15 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	}
 	c.wfr.WriteRSTStream(id, code)
 	c.mu.Unlock()
+}
+
+// tooManyResets counts a stream reset by the client or refused by us and
+// reports whether the client went over Config.MaxResetsPerSecond.
+func (c *conn) tooManyResets() bool {
+	now := time.Now()
+	if now.Sub(c.resetStart) > time.Second {
+		c.resetStart, c.resets = now, 0
+	}
+	c.resets++
+	return c.resets > c.s.cfg.MaxResetsPerSecond
 }

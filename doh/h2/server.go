@@ -176,7 +176,7 @@ func (s *Server) Close() error {
 
 // connQuery is the part of resolver.Query every query of a connection
 // shares.
-func connQuery(s *Server, c *tls.Conn) resolver.Query {
+func connQuery(s *Server, c netConn) resolver.Query {
 	q := resolver.Query{Transport: resolver.HTTPS, Listener: s.cfg.Listener}
 	q.Client = addrPort(c.RemoteAddr())
 	q.Local = addrPort(c.LocalAddr())

@@ -204,10 +204,11 @@ func (c *conn) flush() {
 	c.out, c.cuts, c.spare = c.spare[:0], nil, nil
 	c.wmu.Lock()
 	c.mu.Unlock()
-	now := time.Now()
-	if now.Sub(c.wDL) > time.Second {
-		c.wDL = now
-		c.nc.SetWriteDeadline(now.Add(c.s.cfg.IdleTimeout))
+	// A client that does not read gets IdleTimeout to drain what we wrote;
+	// the deadline moves only when half of it has passed.
+	if now, d := time.Now(), c.s.cfg.IdleTimeout; c.wDL.Sub(now) < d/2 {
+		c.wDL = now.Add(d)
+		c.nc.SetWriteDeadline(c.wDL)
 	}
 	var err error
 	start := 0
