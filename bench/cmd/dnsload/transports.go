@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -49,6 +50,7 @@ func dialPipe(ctx context.Context, network, addr string, tc *tls.Config) (*pipe,
 // exhausted and every answer is in, or nothing arrives for timeout.
 func (p *pipe) run(w *work, window int, t *tally, timeout time.Duration) {
 	sent := make([]time.Time, window)
+	asked := make([][]byte, window) // the query in flight on each ID
 	wbuf := make([]byte, 0, 64<<10)
 	inflight := 0
 	queue := func(id int) {
@@ -63,6 +65,7 @@ func (p *pipe) run(w *work, window int, t *tally, timeout time.Duration) {
 		wbuf = append(wbuf, q...)
 		binary.BigEndian.PutUint16(wbuf[at:], uint16(id))
 		sent[id] = time.Now()
+		asked[id] = q
 		inflight++
 		if p.datagram {
 			if _, err := p.conn.Write(wbuf); err != nil {
@@ -114,6 +117,10 @@ func (p *pipe) run(w *work, window int, t *tally, timeout time.Duration) {
 			t.errs = append(t.errs, fmt.Errorf("answer with unexpected ID %d", id))
 			return
 		}
+		if err := check(asked[id], msg[:n]); err != nil {
+			t.errs = append(t.errs, err)
+			return
+		}
 		now := time.Now()
 		t.ok(now.Sub(sent[id]), int(msg[3]&0x0f), now)
 		sent[id] = time.Time{}
@@ -123,6 +130,22 @@ func (p *pipe) run(w *work, window int, t *tally, timeout time.Duration) {
 }
 
 func (p *pipe) close() { p.conn.Close() }
+
+// check makes sure resp answers q: QR set, one question, the question's
+// bytes as asked (the queries carry no EDNS, so the question ends q), and at
+// least one answer record for NOERROR, so that a fast wrong answer cannot
+// pass for throughput.
+func check(q, resp []byte) error {
+	switch {
+	case len(resp) < len(q) || resp[2]&0x80 == 0:
+		return fmt.Errorf("not an answer (%d bytes)", len(resp))
+	case binary.BigEndian.Uint16(resp[4:]) != 1 || !bytes.Equal(resp[12:len(q)], q[12:]):
+		return fmt.Errorf("answer to another question")
+	case resp[3]&0x0f == 0 && binary.BigEndian.Uint16(resp[6:]) == 0:
+		return fmt.Errorf("NOERROR without answer records")
+	}
+	return nil
+}
 
 // doqClient is DNS over QUIC (RFC 9250): one connection, one bidirectional
 // stream per query, message ID 0, a 2-byte length prefix, FIN after the query.
@@ -171,6 +194,9 @@ func (d *doqClient) run(w *work, t *tally, timeout time.Duration) {
 		}
 		if err == nil && (n < 12 || msg[0] != 0 || msg[1] != 0) {
 			err = fmt.Errorf("bad DoQ answer: %d bytes, ID %d (RFC 9250 §4.2.1 wants 0)", n, binary.BigEndian.Uint16(msg))
+		}
+		if err == nil {
+			err = check(q, msg[:n])
 		}
 		if err != nil {
 			st.CancelRead(0)
