@@ -119,6 +119,14 @@ func selfRecords(s Service, ech []byte) []dns.RR {
 			Hdr:      dns.RR_Header{Name: name, Rrtype: dns.TypeHTTPS, Class: dns.ClassINET, Ttl: s.TTL},
 			Priority: 1, Target: ".", Value: common(kv)}})
 	}
+	// Addresses for the service name itself, so that a client given only the
+	// name (or the SVCB target) can connect without another resolver.
+	for _, a := range s.IPv4 {
+		out = append(out, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.TTL}, A: a.AsSlice()})
+	}
+	for _, a := range s.IPv6 {
+		out = append(out, &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: s.TTL}, AAAA: a.AsSlice()})
+	}
 	for _, owner := range []string{"_dns." + name, "_dns.resolver.arpa."} {
 		for i, ep := range eps {
 			// port is mandatory for DNS SVCB (RFC 9461 §5.1), so always sent.

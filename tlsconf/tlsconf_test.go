@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -190,10 +191,17 @@ func TestSelfRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := Service{Name: "dns.example.test", DoHPort: 8443, H3: true, DoTPort: 8853, DoQPort: 8853}
+	svc := Service{Name: "dns.example.test", DoHPort: 8443, H3: true, DoTPort: 8853, DoQPort: 8853,
+		IPv4: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, IPv6: []netip.Addr{netip.MustParseAddr("::1")}}
 	rrs := p.SelfRecords(svc)
-	if len(rrs) != 7 { // HTTPS + 3 × _dns.name + 3 × _dns.resolver.arpa
+	if len(rrs) != 9 { // HTTPS + A + AAAA + 3 × _dns.name + 3 × _dns.resolver.arpa
 		t.Fatalf("got %d records", len(rrs))
+	}
+	if a, ok := rrs[1].(*dns.A); !ok || a.Hdr.Name != "dns.example.test." || a.A.String() != "127.0.0.1" {
+		t.Errorf("no A record for the service name: %v", rrs[1])
+	}
+	if a, ok := rrs[2].(*dns.AAAA); !ok || a.AAAA.String() != "::1" {
+		t.Errorf("no AAAA record for the service name: %v", rrs[2])
 	}
 	m := new(dns.Msg)
 	m.Answer = rrs
@@ -248,7 +256,7 @@ func TestSelfRecords(t *testing.T) {
 	}
 	f := p.SelfRecordsFunc(svc)
 	first := f()
-	if len(first) != 7 || &f()[0] != &first[0] {
+	if len(first) != 9 || &f()[0] != &first[0] {
 		t.Error("SelfRecordsFunc rebuilt without rotation")
 	}
 	if err := p.RotateECH(); err != nil {

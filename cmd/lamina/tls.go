@@ -130,8 +130,7 @@ func selfRecords(cfg *config.Config, p *tlsconf.Provider) func() []dns.RR {
 	if cfg.Resolver.ServiceName == "" {
 		return nil
 	}
-	s := service(cfg)
-	return func() []dns.RR { return p.SelfRecords(s) }
+	return p.SelfRecordsFunc(service(cfg))
 }
 
 // echCmd is `lamina ech keygen`: add a new current ECH key to the state
