@@ -136,12 +136,13 @@ func TestConformanceUnbound(t *testing.T) {
 	}
 }
 
-// TestUnboundIdleClose: Unbound closes idle connections after 100 ms; a
+// TestUnboundIdleClose: Unbound closes idle connections after 250 ms; a
 // run with pauses longer than that sees no failure, and the connections are
-// counted as reopened.
+// counted as reopened. (Much shorter idle times make a loaded test machine
+// look idle to Unbound between the handshake and the first query.)
 func TestUnboundIdleClose(t *testing.T) {
 	pki := newPKI(t)
-	ub := startUnbound(t, pki, 100*time.Millisecond)
+	ub := startUnbound(t, pki, 250*time.Millisecond)
 	for _, url := range []string{ub.dot, ub.doh} {
 		t.Run(strings.SplitN(url, ":", 2)[0], func(t *testing.T) {
 			reg := prometheus.NewRegistry()
@@ -152,7 +153,7 @@ func TestUnboundIdleClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer u.Close()
-			for round := range 4 {
+			for round := range 3 {
 				var wg sync.WaitGroup
 				for i := range 20 {
 					wg.Go(func() {
@@ -165,11 +166,11 @@ func TestUnboundIdleClose(t *testing.T) {
 					})
 				}
 				wg.Wait()
-				time.Sleep(300 * time.Millisecond) // past Unbound's idle timeout
+				time.Sleep(500 * time.Millisecond) // past Unbound's idle timeout
 			}
 			conns := counterValue(t, reg, "lamina_upstream_connections_total", map[string]string{"ech": "false"})
 			if conns < 2 {
-				t.Errorf("%v connections over 4 idle-separated rounds, want reconnects", conns)
+				t.Errorf("%v connections over 3 idle-separated rounds, want reconnects", conns)
 			}
 		})
 	}
