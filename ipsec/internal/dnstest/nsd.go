@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,64 +21,15 @@ const Names = 1000
 // AddrOf is the address the zone gives qI.
 func AddrOf(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 77, byte(i >> 8), byte(i)}) }
 
-// StartNSD runs NSD on 127.0.0.1 with Zone, its own config and port, in a
-// temporary directory, stopped at cleanup. It skips (or fails under CI)
-// when NSD is missing.
+// StartNSD runs NSD on 127.0.0.1 with Zone, stopped at cleanup. It skips (or
+// fails under CI) when NSD is missing.
 func StartNSD(t testing.TB) netip.AddrPort {
 	t.Helper()
-	bin := testenv.Tool(t, "nsd")
-	dir := t.TempDir()
-	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testenv.FreePort(t)))
-	p := func(name string) string { return filepath.Join(dir, name) }
 	var zone strings.Builder
-	fmt.Fprintf(&zone, "$ORIGIN %s\n$TTL 300\n@ SOA ns admin 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\n", Zone)
 	for i := range Names {
 		fmt.Fprintf(&zone, "q%d A %s\n", i, AddrOf(i))
 	}
-	conf := fmt.Sprintf(`server:
-  ip-address: %s
-  port: %d
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: %q
-  database: ""
-  zonelistfile: %q
-  xfrdfile: %q
-  xfrdir: %q
-  pidfile: %q
-  logfile: %q
-remote-control:
-  control-enable: no
-zone:
-  name: %s
-  zonefile: zone
-`, addr.Addr(), addr.Port(), dir, p("zone.list"), p("xfrd.state"), dir, p("nsd.pid"), p("nsd.log"), Zone)
-	for name, body := range map[string]string{"zone": zone.String(), "nsd.conf": conf} {
-		if err := os.WriteFile(p(name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(bin, "-d", "-c", p("nsd.conf"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	for i := range 200 {
-		if _, err := ExchangeUDP(addr.String(), Query(uint16(i), "q0."+Zone, TypeA), 100*time.Millisecond); err == nil {
-			return addr
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(p("nsd.log"))
-			t.Fatalf("nsd exited: %s", log)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatal("nsd did not answer within 10 s")
-	return addr
+	return testenv.StartNSD(t, testenv.NSDConfig{Zones: map[string]string{Zone: zone.String()}}).Addr
 }
 
 // ExchangeUDP sends one query over the host's UDP and returns the reply.
