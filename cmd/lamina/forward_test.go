@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -154,8 +153,7 @@ routes: [{zone: ., group: g}]
 			t.Fatalf("q%d answered by %q, want the first NSD", i, got)
 		}
 	}
-	a.cmd.Process.Signal(syscall.SIGKILL)
-	<-a.done
+	a.Stop()
 	// The first query after the stop may take the try timeout; every one must
 	// be answered by b.
 	start := time.Now()

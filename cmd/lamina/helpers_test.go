@@ -182,81 +182,18 @@ func freeAddr(t *testing.T) string {
 	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
-// nsd is a running NSD serving zones from text.
+// nsd is a running NSD serving zones from text, stopped at cleanup.
 type nsd struct {
+	*testenv.NSD
 	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
-// startNSD runs NSD on a free loopback port with the given zones (name →
-// zone file text without $ORIGIN) and waits until it answers.
+// startNSD runs NSD on a free loopback port with the given zones (origin →
+// records) and waits until it answers.
 func startNSD(t *testing.T, zones map[string]string) *nsd {
 	t.Helper()
-	bin := testenv.Tool(t, "nsd")
-	dir := t.TempDir()
-	port := testenv.FreePort(t)
-	conf := fmt.Sprintf(`server:
-  ip-address: 127.0.0.1@%d
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: %q
-  pidfile: %q
-  zonelistfile: %q
-  xfrdfile: %q
-  database: ""
-  verbosity: 0
-  hide-version: yes
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-`, port, dir, dir+"/nsd.pid", dir+"/zone.list", dir+"/xfrd.state")
-	var first string
-	for name, text := range zones {
-		first = name
-		file := name + "zone"
-		body := fmt.Sprintf("$ORIGIN %s\n$TTL 300\n@ IN SOA ns.%s hostmaster.%s 1 3600 600 86400 60\n@ IN NS ns.%s\nns IN A 127.0.0.1\n%s\n", name, name, name, name, text)
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		conf += fmt.Sprintf("zone:\n  name: %q\n  zonefile: %q\n", name, file)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "nsd.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := &nsd{addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
-	out := &syncBuffer{}
-	n.cmd = exec.Command(bin, "-d", "-c", filepath.Join(dir, "nsd.conf"))
-	n.cmd.Stdout, n.cmd.Stderr = out, out
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.cmd.Wait(); close(n.done) }()
-	t.Cleanup(n.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := exchange(n.addr, "udp", first, dns.TypeSOA); err == nil && r.Rcode == dns.RcodeSuccess {
-			return n
-		}
-		select {
-		case <-n.done:
-			t.Fatalf("nsd exited: %s", out)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("nsd not answering: %s", out)
-	return nil
-}
-
-func (n *nsd) stop() {
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(5 * time.Second):
-		n.cmd.Process.Kill()
-		<-n.done
-	}
+	n := testenv.StartNSD(t, testenv.NSDConfig{Zones: zones})
+	return &nsd{NSD: n, addr: n.Addr.String()}
 }
 
 // exchange sends one query with EDNS (so that EDEs come back) and returns the
