@@ -625,3 +625,22 @@ func TestStrongSwanIKERekeyCollision(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 }
+
+// BenchmarkStrongSwanDial measures a full IKE_SA_INIT (with the
+// INVALID_KE_PAYLOAD retry) + IKE_AUTH + DELETE against strongSwan.
+func BenchmarkStrongSwanDial(b *testing.B) {
+	lab := iketest.Start(b, gateway())
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		// A fresh socket each time: a finished session's reader may still
+		// be polling the old one.
+		c := iketest.NewConn(lab.DialUDP(b, 4500))
+		s, err := ike.Dial(ctx, c, newKeyer(), config(c, "test-psk-0123456789"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
