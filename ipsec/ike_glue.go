@@ -103,7 +103,10 @@ func Dial(ctx context.Context, cfg Config, ikeCfg ike.Config) (*IKETunnel, error
 	itMu.Lock()
 	it = &IKETunnel{Tunnel: t, cfg: ikeCfg, cancel: cancel, done: make(chan struct{})}
 	itMu.Unlock()
-	first := ikeCfg
+	if it.cfg.InboundActivity == nil {
+		it.cfg.InboundActivity = func() uint64 { return t.Stats().PacketsIn }
+	}
+	first := it.cfg
 	first.InitialContact = true
 	if err := it.establish(ctx, first); err != nil {
 		cancel()

@@ -454,3 +454,27 @@ func TestIKETunnelAuthFailureBackoff(t *testing.T) {
 	waitFor(t, "recovery once the PSK matches", func() bool { return tun.IKEStatus().Up })
 	queryUDP(t, ctx, tun, 9)
 }
+
+// TestIKETunnelDPDQuietUnderTraffic: while ESP traffic arrives we do not
+// send DPD probes (RFC 7296 §2.4); once idle, we do.
+func TestIKETunnelDPDQuietUnderTraffic(t *testing.T) {
+	lab := iketest.Start(t, labGateway())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := labIKE()
+	cfg.DPDDelay = 300 * time.Millisecond
+	tun, err := ipsec.Dial(ctx, ipsec.Config{Conn: lab.DialUDP(t, 4500)}, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tun.Close()
+	probes := func() int { return strings.Count(lab.Log(), "parsed INFORMATIONAL request") }
+	before := probes()
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		queryUDP(t, ctx, tun, 0x77)
+	}
+	if n := probes() - before; n > 1 {
+		t.Errorf("%d DPD probes while traffic flowed", n)
+	}
+	waitFor(t, "a DPD probe when idle", func() bool { return probes() > before+1 })
+}

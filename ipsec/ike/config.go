@@ -20,7 +20,8 @@ type Conn interface {
 	// Send transmits one IKE message. It must not retain b.
 	Send(b []byte) error
 	// Receive returns the next IKE message from the gateway, blocking until
-	// one arrives or ctx is done.
+	// one arrives or ctx is done; it must return promptly once ctx is done,
+	// so that an ended session does not take messages meant for the next.
 	Receive(ctx context.Context) ([]byte, error)
 }
 
@@ -146,6 +147,10 @@ type Config struct {
 	// DPDDelay is the silence after which we probe the gateway with an
 	// empty INFORMATIONAL (zero: 30 s; negative: never).
 	DPDDelay time.Duration
+	// InboundActivity, when set, returns a counter of authenticated inbound
+	// ESP packets; while it moves, the gateway is alive and DPD does not
+	// probe. nil: only IKE messages count.
+	InboundActivity func() uint64
 	// Rand is the randomness source (nil: crypto/rand).
 	Rand io.Reader
 	// Logger receives lifecycle logs (nil: discarded).

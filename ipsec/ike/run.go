@@ -74,6 +74,13 @@ func (s *Session) run(ctx context.Context) {
 				s.log.Debug("dropping message", "err", err)
 			}
 		case <-dpd.C:
+			if a := s.cfg.InboundActivity; a != nil {
+				// RFC 7296 §2.4: only probe when nothing protected arrived.
+				if v := a(); v != s.activity {
+					s.activity = v
+					s.lastRecvNow()
+				}
+			}
 			if s.cfg.DPDDelay > 0 && time.Since(s.lastRecv) >= s.cfg.DPDDelay {
 				if err := s.informational(ctx, nil); err != nil {
 					s.log.Warn("gateway is not answering", "err", err)

@@ -44,6 +44,7 @@ type Session struct {
 	collided    *child            // the gateway\'s CHILD_SA created while ours was in flight
 	collidedIKE *ikeSA            // the gateway\'s IKE SA created while our IKE rekey was in flight
 	lastRecv    time.Time
+	activity    uint64 // last Config.InboundActivity value
 }
 
 // ikeSA is the state of one IKE SA.
