@@ -80,7 +80,7 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
-	wire resolver.WireHandler
+	resp *do53.Responder // what every transport runs on a raw query
 	tls  *tls.Config
 	quic *quic.Config
 
@@ -121,7 +121,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doq", "listener", cfg.Listener),
 		lns: map[*quic.EarlyListener]struct{}{}, conns: map[*quic.Conn]struct{}{}}
-	s.wire, _ = cfg.Handler.(resolver.WireHandler)
+	var err error
+	s.resp, err = do53.NewResponder(do53.Config{
+		Handler: cfg.Handler, Logger: s.log, Metrics: cfg.Metrics,
+		Listener: cfg.Listener, QueryTimeout: cfg.QueryTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
 	s.tls = cfg.TLSConfig.Clone()
 	s.tls.NextProtos = []string{"doq"}
 	s.quic = &quic.Config{
@@ -243,14 +250,10 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 		s.streamReadFailed(c, st, err)
 		return
 	}
-	req, early, err := do53.ParseQuery(raw)
-	switch {
-	case err != nil:
-		s.protocolError(c, "not a DNS query")
-		return
-	case raw[0] != 0 || raw[1] != 0:
+	if n >= 2 && (raw[0] != 0 || raw[1] != 0) {
 		// RFC 9250 §4.2.1: a non-zero Message ID is a protocol error that
 		// closes the connection.
+		s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
 		s.protocolError(c, "non-zero message ID")
 		return
 	}
@@ -259,17 +262,26 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 	cs := c.ConnectionState().TLS
 	q.TLS = &resolver.TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, ServerName: cs.ServerName,
 		ALPN: cs.NegotiatedProtocol, ECHAccepted: cs.ECHAccepted, Resumed: cs.DidResume}
-	wire, ok := s.answer(st.Context(), &q, raw, req, early, start)
-	if !ok {
+	// The answer is packed in a frame's array just past its length prefix.
+	frame := make([]byte, 2, 2+512)
+	wire, err := s.resp.Respond(st.Context(), &q, raw, frame[2:])
+	switch {
+	case errors.Is(err, do53.ErrMalformed): // counted by Respond
+		s.protocolError(c, "not a DNS query")
+		return
+	case err != nil: // resolver.ErrDrop, counted by Respond
 		st.CancelRead(RequestCancelled)
 		st.CancelWrite(RequestCancelled)
 		return
 	}
 	st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-	out := make([]byte, 2+len(wire))
-	binary.BigEndian.PutUint16(out, uint16(len(wire)))
-	copy(out[2:], wire)
-	if _, err := st.Write(out); err != nil {
+	if &frame[:3][2] == &wire[0] {
+		frame = frame[:2+len(wire)]
+	} else {
+		frame = append(frame, wire...) // too large for frame: packed elsewhere
+	}
+	binary.BigEndian.PutUint16(frame, uint16(len(wire)))
+	if _, err := st.Write(frame); err != nil {
 		st.CancelRead(RequestCancelled)
 		return
 	}
@@ -283,17 +295,18 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 // FIN mid-message is a protocol error (RFC 9250 §4.3.3); a reset by the
 // client or our read timeout only ends the stream.
 func (s *Server) streamReadFailed(c *quic.Conn, st *quic.Stream, err error) {
+	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		s.protocolError(c, "stream ended inside a message")
 		return
 	}
-	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
 	st.CancelRead(RequestCancelled)
 	st.CancelWrite(RequestCancelled)
 }
 
+// protocolError closes c with DOQ_PROTOCOL_ERROR; the caller has counted
+// the query.
 func (s *Server) protocolError(c *quic.Conn, why string) {
-	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
 	s.log.Debug("closing connection", "reason", why)
 	c.CloseWithError(ProtocolError, why)
 }
