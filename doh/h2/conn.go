@@ -45,6 +45,7 @@ type conn struct {
 	readDL      time.Time
 	lastStream  time.Time
 
+	kick   chan struct{} // wakes the writer goroutine (Server.writerGoroutine)
 	lastID atomic.Uint32 // highest client stream ID seen
 	ctx    context.Context
 	wg     sync.WaitGroup // workers
@@ -120,6 +121,21 @@ func (c *conn) serve(parent context.Context) {
 	c.ctx = ctx
 	stop := context.AfterFunc(parent, func() { c.nc.Close() })
 	defer stop()
+	if c.s.writerGoroutine {
+		c.kick = make(chan struct{}, 1)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for {
+				select {
+				case <-c.kick:
+					c.flush()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	code, graceful := c.run()
 	c.mu.Lock()
 	if !c.closed {

@@ -187,6 +187,13 @@ func (c *conn) finish(s *stream, write func()) {
 	}
 	c.wakeLocked()
 	c.mu.Unlock()
+	if c.kick != nil {
+		select {
+		case c.kick <- struct{}{}:
+		default: // a flush is due anyway
+		}
+		return
+	}
 	c.flush()
 }
 

@@ -72,6 +72,11 @@ type Server struct {
 	wire resolver.WireHandler
 	resp *do53.Responder
 
+	// writerGoroutine makes workers hand their answers to a writer
+	// goroutine per connection instead of writing them themselves; only
+	// BenchmarkWorkerWrite sets it, to compare the two.
+	writerGoroutine bool
+
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
 	closing bool
