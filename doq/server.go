@@ -219,8 +219,7 @@ func (s *Server) serveConn(c *quic.Conn) {
 		s.cfg.Metrics.ConnClosed(resolver.QUIC)
 	}()
 	base := resolver.Query{Transport: resolver.QUIC, Listener: s.cfg.Listener, MaxSize: 65535}
-	base.Client, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	base.Local, _ = netip.ParseAddrPort(c.LocalAddr().String())
+	base.Client, base.Local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	for {
 		st, err := c.AcceptStream(s.ctx)
 		if err != nil {
@@ -232,6 +231,16 @@ func (s *Server) serveConn(c *quic.Conn) {
 			s.serveStream(c, st, base)
 		}()
 	}
+}
+
+// addrPort is a socket address as policy sees it: an IPv4 client of a
+// dual-stack socket as IPv4, as on the other transports.
+func addrPort(a net.Addr) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(a.String())
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // serveStream reads one length-prefixed query, answers it and closes the
