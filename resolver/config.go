@@ -14,17 +14,6 @@ import (
 )
 
 // Config is the whole policy of a [Resolver]. It is read once by [New], which
-// staleAfter returns the effective client response timer, 0 for none.
-func (c *Config) staleAfter() time.Duration {
-	switch {
-	case c.StaleAfter < 0:
-		return 0
-	case c.StaleAfter == 0:
-		return 1800 * time.Millisecond
-	}
-	return c.StaleAfter
-}
-
 // validates it and copies what it keeps; later changes have no effect.
 // Every field's zero value is usable.
 type Config struct {
@@ -136,6 +125,17 @@ func (c *Config) timeout() time.Duration {
 		return 5 * time.Second
 	}
 	return c.Timeout
+}
+
+// staleAfter returns the effective client response timer, 0 for none.
+func (c *Config) staleAfter() time.Duration {
+	switch {
+	case c.StaleAfter < 0:
+		return 0
+	case c.StaleAfter == 0:
+		return 1800 * time.Millisecond
+	}
+	return c.StaleAfter
 }
 
 func (c *Config) validate() error {
