@@ -75,9 +75,8 @@ func (l *limiter) exempted(a netip.Addr) bool {
 	return false
 }
 
-// allow takes a token for client if one is available. With take false it
-// only reports whether one is, changing nothing observable.
-func (l *limiter) allow(client netip.Addr, take bool) bool {
+// allow takes a token for client if one is available.
+func (l *limiter) allow(client netip.Addr) bool {
 	if l == nil || l.exempted(client) {
 		return true
 	}
@@ -85,29 +84,16 @@ func (l *limiter) allow(client netip.Addr, take bool) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var b *bucket
-	var ok bool
-	if take {
-		b, ok = l.buckets.Get(key)
-	} else {
-		b, ok = l.buckets.Peek(key)
-	}
+	b, ok := l.buckets.Get(key)
 	if !ok {
-		if !take {
-			return true // a new network has a full bucket
-		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets.Add(key, b)
 	}
-	tokens := b.tokens
 	if el := now - b.last; el > 0 {
-		tokens = min(l.burst, tokens+float64(el)*l.rate)
+		b.tokens = min(l.burst, b.tokens+float64(el)*l.rate)
+		b.last = now
 	}
-	if !take {
-		return tokens >= 1
-	}
-	b.tokens, b.last = tokens, max(now, b.last)
-	if tokens < 1 {
+	if b.tokens < 1 {
 		return false
 	}
 	b.tokens--

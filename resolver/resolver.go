@@ -152,7 +152,7 @@ func (r *Resolver) serve(ctx context.Context, q *Query) (*dns.Msg, source, error
 		}
 		return refuse(req, "client not allowed"), srcPolicy, nil
 	}
-	if !r.limiter.allow(client, true) {
+	if !r.limiter.allow(client) {
 		r.metrics.limited()
 		if r.limitDrop || req == nil {
 			return nil, srcPolicy, ErrDrop

@@ -31,7 +31,7 @@ func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
 	if fr != Fresh || len(out) < len(dst)+12 {
 		return dst, false
 	}
-	if !r.limiter.allow(client, true) {
+	if !r.limiter.allow(client) {
 		return dst, false
 	}
 	rcode := int(out[len(dst)+3] & 0x0f)
