@@ -41,19 +41,34 @@ type tunnelNet struct {
 var _ upstream.Network = (*tunnelNet)(nil)
 
 func (n *tunnelNet) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	t := n.cur.Load()
-	if t == nil {
-		return nil, fmt.Errorf("tunnel %s is not up", n.name)
+	t, err := n.up()
+	if err != nil {
+		return nil, err
 	}
 	return t.DialContext(ctx, network, address)
 }
 
 func (n *tunnelNet) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	t, err := n.up()
+	if err != nil {
+		return nil, err
+	}
+	return t.ListenPacket(ctx, network, address)
+}
+
+// up returns the tunnel when it has an IKE SA. While it is being
+// re-established (the gateway restarted, DPD gave up) dials fail at once, so
+// queries for internal zones get SERVFAIL with an EDE quickly rather than
+// waiting out their timeout for an SA that is not coming soon.
+func (n *tunnelNet) up() (*ipsec.IKETunnel, error) {
 	t := n.cur.Load()
 	if t == nil {
 		return nil, fmt.Errorf("tunnel %s is not up", n.name)
 	}
-	return t.ListenPacket(ctx, network, address)
+	if st := t.IKEStatus(); !st.Up {
+		return nil, fmt.Errorf("tunnel %s is down (re-establishing): %v", n.name, st.LastErr)
+	}
+	return t, nil
 }
 
 // close deletes the IKE SA and closes the tunnel.
