@@ -61,6 +61,8 @@ type Server struct {
 	cfg    Config
 	ports  map[uint16]bool
 	sem    chan struct{}
+	ctx    context.Context // cancelled by Close: aborts resolutions and dials
+	cancel context.CancelFunc
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
 	conns  map[net.Conn]struct{}
@@ -107,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 	for _, p := range cfg.Ports {
 		s.ports[p] = true
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -184,6 +187,7 @@ func (s *Server) track(c net.Conn, add bool) bool {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed.Store(true)
+	s.cancel()
 	for ln := range s.lns {
 		ln.Close()
 	}
@@ -202,7 +206,10 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	br := bufio.NewReaderSize(c, 1024)
+	// http.ReadRequest reads headers without a size limit: cap what the
+	// request may take until it has been answered.
+	lim := &capReader{r: c, n: maxRequest}
+	br := bufio.NewReaderSize(lim, 1024)
 	first, err := br.Peek(1)
 	if err != nil {
 		s.cfg.Metrics.conn("bad_request")
@@ -233,6 +240,7 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	lim.n = -1
 	s.cfg.Metrics.conn("ok")
 	s.relay(c, br, up)
 }
@@ -242,7 +250,7 @@ func (s *Server) dial(host string, port uint16) (net.Conn, string, error) {
 	if !s.ports[port] {
 		return nil, "port", fmt.Errorf("port %d not allowed", port)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
 	defer cancel()
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -315,6 +323,35 @@ func (s *Server) relay(c net.Conn, br *bufio.Reader, up net.Conn) {
 			t.Reset(time.Hour)
 		}
 	}
+}
+
+// maxRequest bounds the bytes a client may send before its request is
+// answered: a SOCKS5 request is under 600 bytes, a CONNECT request a line
+// and a few headers.
+const maxRequest = 16 << 10
+
+// capReader fails reads past n bytes; n < 0 means no limit. It is read and
+// lifted by the connection's goroutine only.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+var errRequestTooLarge = errors.New("proxy: request too large")
+
+func (l *capReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errRequestTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 type protocol interface {

@@ -214,3 +214,58 @@ func TestIdleTimeoutAndLimit(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestHugeRequestCut: a CONNECT request whose headers never end is cut off
+// after a bounded number of bytes, not buffered until the handshake timeout.
+func TestHugeRequestCut(t *testing.T) {
+	_, port := backend(t)
+	addr := start(t, Config{Dialer: sysDialer, Ports: []uint16{port}, HandshakeTimeout: time.Minute})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "CONNECT 127.0.0.1:%d HTTP/1.1\r\n", port); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte("X-Filler: " + strings.Repeat("a", 1000) + "\r\n")
+	for sent := 0; sent < 64<<20; sent += len(line) {
+		if _, err := c.Write(line); err != nil {
+			return // the proxy gave up on the request
+		}
+	}
+	t.Fatal("the proxy took 64 MiB of request headers")
+}
+
+// TestCloseCancelsDial: Close does not wait out a resolution or dial in
+// progress; it cancels it.
+func TestCloseCancelsDial(t *testing.T) {
+	started := make(chan struct{})
+	s, err := New(Config{Dialer: sysDialer, DialTimeout: time.Hour, Ports: []uint16{443},
+		Resolve: func(ctx context.Context, _ string) ([]netip.Addr, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT app.corp.example:443 HTTP/1.1\r\nHost: app.corp.example:443\r\n\r\n")
+	<-started
+	s.Close() // returns only once the connection's goroutine has ended
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+}
