@@ -50,8 +50,10 @@ type Config struct {
 	// 9461/9462). A query whose name and type match one of them is answered
 	// with them authoritatively. It is called for every query that reaches
 	// ServeDNS, so it must be cheap and safe for concurrent use; the resolver
-	// never modifies what it returns. Nil means none: _dns.resolver.arpa then
-	// answers NODATA (never forwarded).
+	// never modifies what it returns. The records may change (ECH rotation),
+	// their owner names may not: New reads them once so that the cache fast
+	// path leaves those names to ServeDNS. Nil means none: _dns.resolver.arpa
+	// then answers NODATA (never forwarded).
 	SelfRecords func() []dns.RR
 
 	// SendECS opts in to sending EDNS Client Subnet (RFC 7871) upstream: the

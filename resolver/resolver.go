@@ -26,6 +26,7 @@ type Resolver struct {
 	refuseAny   bool
 	cache       Cache
 	self        func() []dns.RR
+	selfNames   map[string]struct{} // owners of self records, lower-case wire form
 	sendECS     bool
 	timeout     time.Duration
 	staleAfter  time.Duration
@@ -96,6 +97,11 @@ func New(cfg Config) (*Resolver, error) {
 		logClientIP: cfg.LogClientIP,
 		metrics:     m,
 		bgSem:       make(chan struct{}, bgMax),
+	}
+	if r.self != nil {
+		if r.selfNames, err = wireNames(r.self()); err != nil {
+			return nil, fmt.Errorf("resolver: self records: %w", err)
+		}
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
 	for zone := range routes.byZone {

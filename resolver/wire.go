@@ -2,13 +2,15 @@ package resolver
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
 // ServeWire answers fresh cache hits straight from the packed query, without
-// decoding it: ACL, a question that is not under local or special-use zones, not ANY or a
+// decoding it: ACL, a question that is not under local or special-use zones
+// nor the owner of a self record, not ANY or a
 // meta type, class IN, a fresh cache entry, and a rate limit token, taken last so that
 // only an answered query spends one. Everything else declines with no side effect, and
 // ServeDNS then applies the full policy; so a declined query takes its rate
@@ -25,6 +27,12 @@ func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
 	var offs [128]uint8
 	n, k, qtype, ok := parseQuestion(raw, &name, &offs)
 	if !ok || r.local.isLocalWire(name[:n], offs[:k]) {
+		return dst, false
+	}
+	// Self records come before the cache in ServeDNS; a cached public
+	// answer for the same name (a shared cache, a reload that added a
+	// service name) must not shadow them.
+	if _, own := r.selfNames[string(name[:n])]; own {
 		return dst, false
 	}
 	out, fr := r.cache.AppendWire(dst, raw, q.MaxSize)
@@ -110,4 +118,19 @@ func parseQuestion(raw []byte, name *[256]byte, offs *[128]uint8) (n, k int, qty
 		}
 	}
 	return n, k, qtype, true
+}
+
+// wireNames returns the owner names of rrs in lower-case wire form, the form
+// parseQuestion produces.
+func wireNames(rrs []dns.RR) (map[string]struct{}, error) {
+	names := make(map[string]struct{}, len(rrs))
+	var buf [256]byte
+	for _, rr := range rrs {
+		n, err := dns.PackDomainName(dns.CanonicalName(rr.Header().Name), buf[:], 0, nil, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rr.Header().Name, err)
+		}
+		names[string(buf[:n])] = struct{}{}
+	}
+	return names, nil
 }

@@ -234,3 +234,29 @@ func BenchmarkServeDNSHitDecoded(b *testing.B) {
 		}
 	}
 }
+
+// TestServeWireLeavesSelfNames: a cached public answer for a name Lamina
+// publishes records about (a shared cache, a reload that added a service
+// name) is not served by the fast path; ServeDNS answers from the self
+// records.
+func TestServeWireLeavesSelfNames(t *testing.T) {
+	self := []dns.RR{mustRR(t, "Example.COM. 300 IN HTTPS 1 . alpn=h2")}
+	r, _ := cachedResolver(t, Config{SelfRecords: func() []dns.RR { return self }})
+	q := query("example.com.", dns.TypeA) // cached by cachedResolver
+	if _, ok := r.ServeWire(q, pack(t, q.Msg), nil); ok {
+		t.Fatal("fast path answered a self-record owner from the cache")
+	}
+	q = query("example.com.", dns.TypeHTTPS)
+	if m := serve(t, r, q); len(m.Answer) != 1 || m.Answer[0].Header().Rrtype != dns.TypeHTTPS || !m.Authoritative {
+		t.Errorf("ServeDNS: %v", m)
+	}
+}
+
+func mustRR(t testing.TB, s string) dns.RR {
+	t.Helper()
+	rr, err := dns.NewRR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rr
+}
