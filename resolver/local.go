@@ -158,13 +158,24 @@ func (ld *localData) find(lname string) *zone {
 	return nil
 }
 
+// served returns the zone that answers lname (a lower-case FQDN) locally, or
+// nil when the name is forwarded: outside local data, or in a routable
+// built-in zone where rt routes it.
+func (ld *localData) served(lname string, rt *router) *zone {
+	z := ld.find(lname)
+	if z != nil && z.routable && rt.routedUnder(z, lname) {
+		return nil
+	}
+	return z
+}
+
 // maxChase bounds CNAME chains inside local data.
 const maxChase = 8
 
 // answer answers qtype at qname from z and the zones its CNAMEs lead to. When
-// a CNAME leads out of local data, the chain so far is returned with the
-// target in outside, for the caller to resolve.
-func (ld *localData) answer(req *dns.Msg, z *zone, q dns.Question) (m *dns.Msg, outside string) {
+// a CNAME leads to a name that is forwarded (see served), the chain so far is
+// returned with the target in outside, for the caller to resolve.
+func (ld *localData) answer(req *dns.Msg, z *zone, q dns.Question, rt *router) (m *dns.Msg, outside string) {
 	m = reply(req)
 	m.Authoritative = true
 	owner, lname := q.Name, strings.ToLower(q.Name)
@@ -188,7 +199,7 @@ func (ld *localData) answer(req *dns.Msg, z *zone, q dns.Question) (m *dns.Msg, 
 			m.Answer = appendOwned(m.Answer, rrsets[dns.TypeCNAME], owner)
 			owner = cname.(*dns.CNAME).Target
 			lname = strings.ToLower(owner)
-			if z = ld.find(lname); z == nil {
+			if z = ld.served(lname, rt); z == nil {
 				m.Authoritative = false
 				return m, owner
 			}

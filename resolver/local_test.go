@@ -229,3 +229,28 @@ func TestResolverArpaNeverForwarded(t *testing.T) {
 		t.Error("a type Lamina does not publish was not forwarded")
 	}
 }
+
+// TestLocalCNAMEIntoRoutedZone: a local CNAME whose target lies in a
+// built-in zone that a route claims (home.arpa on the home router) is
+// forwarded, as the target asked directly would be, not answered NXDOMAIN.
+func TestLocalCNAMEIntoRoutedZone(t *testing.T) {
+	lan := answering("lan", "192.168.1.20")
+	rrs, err := ParseRecords("example.internal.", []string{"nas CNAME nas.home.arpa."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustNew(t, Config{
+		Routes:     []Route{{Zone: ".", Upstream: failing(t)}, {Zone: "home.arpa.", Upstream: lan}},
+		LocalZones: []LocalZone{{Name: "example.internal.", Records: rrs}},
+	})
+	m := serve(t, r, query("nas.example.internal.", dns.TypeA))
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 2 {
+		t.Fatalf("rcode %s answer %v", dns.RcodeToString[m.Rcode], m.Answer)
+	}
+	if a, ok := m.Answer[1].(*dns.A); !ok || a.A.String() != "192.168.1.20" {
+		t.Errorf("chased answer %v", m.Answer[1])
+	}
+	if lan.calls.Load() != 1 {
+		t.Errorf("home.arpa route called %d times, want 1", lan.calls.Load())
+	}
+}

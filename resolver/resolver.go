@@ -183,8 +183,8 @@ func (r *Resolver) serve(ctx context.Context, q *Query) (*dns.Msg, source, error
 		}
 	}
 	lname := strings.ToLower(qq.Name)
-	if z := r.local.find(lname); z != nil && !(z.routable && r.routes.routedUnder(z, lname)) {
-		m, outside := r.local.answer(req, z, qq)
+	if z := r.local.served(lname, r.routes); z != nil {
+		m, outside := r.local.answer(req, z, qq, r.routes)
 		if outside != "" {
 			r.chase(ctx, q, m, outside)
 		}
