@@ -1,10 +1,6 @@
 package cache
 
-import (
-	"bytes"
-
-	"github.com/miekg/dns"
-)
+import "github.com/miekg/dns"
 
 // Stats is a snapshot of the cache's counters, for cmd/ to export.
 type Stats struct {
@@ -103,8 +99,7 @@ func (c *Cache) flushNameLocal(name string) int {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for _, h := range sh.lru.Keys() {
-			if e, ok := sh.lru.Peek(h); ok && int(e.nameLen)+1 == len(want) &&
-				bytes.Equal(e.buf[headerLen:headerLen+len(want)], want) {
+			if e, ok := sh.lru.Peek(h); ok && e.hasName(want) {
 				sh.lru.Remove(h)
 				removed++
 			}

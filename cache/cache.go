@@ -19,14 +19,19 @@ type Cache struct {
 	seed   maphash.Seed
 	shards []shard
 	mask   uint64
-	l2     *redisL2 // nil without Config.Redis
+	l2     *redisL2  // nil without Config.Redis
+	bufs   sync.Pool // *[]byte: Set's packing buffers
+
+	// hashMask is ANDed to every key's hash: all ones, but tests clear
+	// bits to force collisions between keys.
+	hashMask uint64
 }
 
 // shard is one lock's worth of the cache. Sharding by key hash keeps
 // concurrent hits (each moves its entry to the LRU front) off one mutex.
 type shard struct {
 	mu       sync.Mutex
-	lru      *simplelru.LRU[uint64, *entry]
+	lru      *simplelru.LRU[uint64, entry]
 	bytes    int64 // mu
 	maxBytes int64
 
@@ -44,11 +49,12 @@ func New(cfg Config) (*Cache, error) {
 	if s.maxEntries >= 4096 { // small caches keep one exact LRU
 		n = 16
 	}
-	c := &Cache{s: s, seed: maphash.MakeSeed(), shards: make([]shard, n), mask: uint64(n - 1)}
+	c := &Cache{s: s, seed: maphash.MakeSeed(), shards: make([]shard, n), mask: uint64(n - 1), hashMask: ^uint64(0)}
+	c.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.maxBytes = s.maxBytes / int64(n)
-		sh.lru, err = simplelru.NewLRU(max(s.maxEntries/n, 1), func(_ uint64, e *entry) { sh.bytes -= e.size() })
+		sh.lru, err = simplelru.NewLRU(max(s.maxEntries/n, 1), func(_ uint64, e entry) { sh.bytes -= e.size() })
 		if err != nil {
 			return nil, err
 		}
@@ -72,14 +78,14 @@ func (c *Cache) Close() error {
 }
 
 func (c *Cache) shard(key []byte) (*shard, uint64) {
-	h := maphash.Bytes(c.seed, key)
+	h := maphash.Bytes(c.seed, key) & c.hashMask
 	return &c.shards[h&c.mask], h
 }
 
 // lookup finds key's entry and judges it at time now. A response that would
 // exceed max bytes is a Miss that leaves the entry's state alone, and so is
 // anything but Fresh when freshOnly (the wire path, see AppendWire).
-func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (*entry, uint8, uint32) {
+func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (entry, uint8, uint32) {
 	sh, h := c.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.lru.Get(h)
@@ -87,23 +93,23 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 		sh.mu.Unlock()
 		return nil, Miss, 0
 	}
-	if left := e.expire - now; left > 0 {
+	if left := e.expire() - now; left > 0 {
 		if e.respLen(edns, false) > max {
 			sh.mu.Unlock()
 			return nil, Miss, 0
 		}
 		fr := Fresh
-		if c.s.prefetchHits > 0 && !e.prefetch && e.kind != servFail && uint32(e.hits)+1 >= c.s.prefetchHits &&
-			left*prefetchShare < int64(e.ttl)*int64(time.Second) {
+		if c.s.prefetchHits > 0 && !e.prefetch() && e.kind() != servFail && uint32(e.hits())+1 >= c.s.prefetchHits &&
+			left*prefetchShare < int64(e.ttl())*int64(time.Second) {
 			if freshOnly {
 				sh.mu.Unlock()
 				return nil, Miss, 0
 			}
-			e.prefetch = true
+			e.setPrefetch()
 			fr = Refresh
 		}
-		if e.hits < 1<<16-1 {
-			e.hits++
+		if h := e.hits(); h < 1<<16-1 {
+			e.setHits(h + 1)
 		}
 		sh.mu.Unlock()
 		sh.hits.Add(1)
@@ -112,7 +118,7 @@ func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, ed
 		}
 		return e, fr, uint32((left + int64(time.Second) - 1) / int64(time.Second))
 	}
-	if e.kind == servFail || c.s.maxStale < 0 || now-e.expire >= c.s.maxStale {
+	if e.kind() == servFail || c.s.maxStale < 0 || now-e.expire() >= c.s.maxStale {
 		sh.lru.Remove(h) // past any use
 		sh.mu.Unlock()
 		return nil, Miss, 0
@@ -224,7 +230,7 @@ func (c *Cache) Set(req, resp *dns.Msg) {
 		return // RFC 1035 §3.2.1: TTL 0 is for this transaction only
 	}
 	now := c.s.now()
-	e, ok := newEntry(q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
+	e, ok := newEntry(&c.bufs, q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
 	if !ok {
 		return
 	}
@@ -235,7 +241,7 @@ func (c *Cache) Set(req, resp *dns.Msg) {
 
 // store adds e under key and reports whether it did; onlyNewer keeps an
 // entry that expires later (for copies fetched from Redis).
-func (c *Cache) store(key []byte, e *entry, now int64, onlyNewer bool) bool {
+func (c *Cache) store(key []byte, e entry, now int64, onlyNewer bool) bool {
 	sh, h := c.shard(key)
 	if e.size() > sh.maxBytes {
 		return false
@@ -243,16 +249,16 @@ func (c *Cache) store(key []byte, e *entry, now int64, onlyNewer bool) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if old, ok := sh.lru.Peek(h); ok {
-		if onlyNewer && old.matches(key) && old.expire >= e.expire {
+		if onlyNewer && old.matches(key) && old.expire() >= e.expire() {
 			return false
 		}
-		if e.kind == servFail && old.kind != servFail && old.matches(key) {
+		if e.kind() == servFail && old.kind() != servFail && old.matches(key) {
 			// Keep a fresh answer, and keep an expired one for serve-stale,
 			// not asking upstream again for a while (RFC 8767 §5).
-			if old.expire <= now {
+			if old.expire() <= now {
 				old.failFor(now, time.Duration(c.s.servFailTTL)*time.Second)
 			}
-			if old.expire > now || c.s.maxStale >= 0 && now-old.expire < c.s.maxStale {
+			if old.expire() > now || c.s.maxStale >= 0 && now-old.expire() < c.s.maxStale {
 				return false
 			}
 		}

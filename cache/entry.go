@@ -3,52 +3,79 @@ package cache
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
-// entryOverhead approximates the memory an entry costs beyond its packed
-// bytes: the entry struct, the LRU's list element and its map slot. It makes
-// Config.MaxBytes a bound on memory rather than on payload alone.
-const entryOverhead = 192 // measured: see TestMemoryPerEntry
+// entryOverhead approximates the memory an entry costs beyond its bytes:
+// golang-lru's list element and its map slot. It makes Config.MaxBytes a
+// bound on memory rather than on payload alone.
+const entryOverhead = 128 // measured: see TestMemoryPerEntry
 
-// entry is one cached response. Everything but the fields marked "shard lock"
-// is immutable after construction, so a hit copies buf outside the lock. It
-// is laid out to fit Go's 48-byte size class: a million entries matter.
-type entry struct {
-	// buf is the packed response with ID 0 and no OPT record, followed by
-	// the big-endian uint16 offsets of its TTL fields.
-	buf    []byte
-	expire int64  // unix nanoseconds
-	ttl    uint32 // seconds, after clamping
-	// failSecs (shard lock) is set when a refresh of an expired entry
-	// failed: until expire+failSecs seconds the entry is served stale
-	// without asking upstream again (RFC 8767 §5's failure recheck timer).
-	failSecs uint32
-	wireLen  uint16
-	hits     uint16 // shard lock; saturates
-	nameLen  uint8  // the question name is buf[12:12+nameLen+1]
-	kflags   uint8  // keyDO, keyCD
-	kind     kind
-	prefetch bool // shard lock: Refresh was reported once
-}
+// entry is one cached response in one pointer-free allocation, which the GC
+// never scans: a million entries matter. Layout (little-endian):
+//
+//	[0:8)   expire, unix nanoseconds
+//	[8:12)  TTL in seconds, after clamping
+//	[12:16) failSecs (shard lock): set when a refresh of an expired entry
+//	        failed; until expire+failSecs seconds it is served stale without
+//	        asking upstream again (RFC 8767 §5's failure recheck timer)
+//	[16:18) hits (shard lock), saturating
+//	[18]    prefetch (shard lock): Refresh was reported once
+//	[19]    kind<<2 | key flags (keyDO, keyCD)
+//	[20:22) length of the packed response
+//	[22:…)  the packed response with ID 0 and no OPT record; its question is
+//	        the key's (lower-case) name, type and class
+//	[…:end) the big-endian uint16 offsets of its TTL fields
+//
+// Everything but the shard-lock fields is immutable once stored, so a hit
+// copies the response outside the lock.
+type entry []byte
+
+const (
+	offExpire   = 0
+	offTTL      = 8
+	offFail     = 12
+	offHits     = 16
+	offPrefetch = 18
+	offFlags    = 19
+	offWireLen  = 20
+	entryHeader = 22
+)
+
+var le = binary.LittleEndian
+
+func (e entry) expire() int64    { return int64(le.Uint64(e[offExpire:])) }
+func (e entry) ttl() uint32      { return le.Uint32(e[offTTL:]) }
+func (e entry) kind() kind       { return kind(e[offFlags] >> 2) }
+func (e entry) keyFlags() uint8  { return e[offFlags] & (keyDO | keyCD) }
+func (e entry) wireLen() int     { return int(le.Uint16(e[offWireLen:])) }
+func (e entry) wire() []byte     { return e[entryHeader : entryHeader+e.wireLen()] }
+func (e entry) hits() uint16     { return le.Uint16(e[offHits:]) }
+func (e entry) setHits(n uint16) { le.PutUint16(e[offHits:], n) }
+func (e entry) prefetch() bool   { return e[offPrefetch] != 0 }
+func (e entry) setPrefetch()     { e[offPrefetch] = 1 }
 
 // failing reports whether a failed refresh still holds off upstream at now.
-func (e *entry) failing(now int64) bool {
-	return e.failSecs > 0 && now < e.expire+int64(e.failSecs)*int64(time.Second)
+func (e entry) failing(now int64) bool {
+	secs := le.Uint32(e[offFail:])
+	return secs > 0 && now < e.expire()+int64(secs)*int64(time.Second)
 }
 
 // failFor starts the failure recheck timer at now (after expiry) for d.
-func (e *entry) failFor(now int64, d time.Duration) {
-	secs := (now - e.expire + int64(d) + int64(time.Second) - 1) / int64(time.Second)
-	e.failSecs = uint32(min(max(secs, 1), 1<<32-1))
+func (e entry) failFor(now int64, d time.Duration) {
+	secs := (now - e.expire() + int64(d) + int64(time.Second) - 1) / int64(time.Second)
+	le.PutUint32(e[offFail:], uint32(min(max(secs, 1), 1<<32-1)))
 }
 
 // newEntry packs the selected records for the question q (whose wire name is
-// name, already lower-cased) and records where their TTLs are.
-func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl uint32, do bool, expire int64) (*entry, bool) {
-	m := &dns.Msg{
+// name, already lower-cased) and records where their TTLs are. It packs into
+// a buffer from bufs (*[]byte), so Set leaves no garbage of that size behind
+// (garbage lets the heap, and so the RSS, grow beyond the live entries).
+func newEntry(bufs *sync.Pool, q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl uint32, do bool, expire int64) (entry, bool) {
+	m := dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Response:           true,
 			RecursionDesired:   true,
@@ -63,9 +90,14 @@ func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl 
 		Answer:   s.answer,
 		Ns:       s.ns,
 	}
-	wire, err := m.Pack()
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	wire, err := m.PackBuffer((*bp)[:cap(*bp)])
 	if err != nil || len(wire) < headerLen+len(name)+4 {
 		return nil, false
+	}
+	if cap(wire) <= 64<<10 {
+		*bp = wire[:0] // keep a grown buffer for the next Set
 	}
 	// The question bytes become the canonical (lower-case) key; each hit
 	// overwrites them with the client's spelling.
@@ -77,45 +109,49 @@ func newEntry(q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl 
 	if req.CheckingDisabled {
 		kf |= keyCD
 	}
-	return entryFromWire(wire, len(name), kf, s.kind, ttl, expire)
+	return entryFromWire(wire, kf, s.kind, ttl, expire)
 }
 
-// entryFromWire makes an entry of a packed response whose question name is
-// nameLen bytes long, recording where its TTLs are. It checks the structure,
-// for it also reads entries shared through Redis.
-func entryFromWire(wire []byte, nameLen int, kf uint8, k kind, ttl uint32, expire int64) (*entry, bool) {
-	if nameLen < 1 || nameLen > maxName || len(wire) > 0xffff || len(wire) < headerLen+nameLen+4 {
+// entryFromWire makes an entry of a packed response, recording where its
+// TTLs are. It checks the structure, for it also reads entries shared
+// through Redis; matches checks the question against the key.
+func entryFromWire(wire []byte, kf uint8, k kind, ttl uint32, expire int64) (entry, bool) {
+	if len(wire) > 0xffff || len(wire) < headerLen+1+4 {
 		return nil, false
 	}
-	offs, err := ttlOffsets(make([]byte, 0, 16), wire)
+	var ob [64]byte
+	offs, err := ttlOffsets(ob[:0], wire)
 	if err != nil {
 		return nil, false
 	}
-	// One allocation of the exact size: wire followed by the offsets.
-	buf := make([]byte, len(wire)+len(offs))
-	copy(buf[copy(buf, wire):], offs)
-	return &entry{
-		buf:     buf,
-		wireLen: uint16(len(wire)),
-		nameLen: uint8(nameLen - 1),
-		kflags:  kf,
-		kind:    k,
-		ttl:     ttl,
-		expire:  expire,
-	}, true
+	e := make(entry, entryHeader+len(wire)+len(offs))
+	le.PutUint64(e[offExpire:], uint64(expire))
+	le.PutUint32(e[offTTL:], ttl)
+	e[offFlags] = uint8(k)<<2 | kf&(keyDO|keyCD)
+	le.PutUint16(e[offWireLen:], uint16(len(wire)))
+	copy(e[entryHeader+copy(e[entryHeader:], wire):], offs)
+	return e, true
 }
 
-// matches reports whether the entry belongs to key (see appendKey).
-func (e *entry) matches(key []byte) bool {
-	n := int(e.nameLen) + 1 + 4
-	return len(key) == n+1 && key[n] == e.kflags && bytes.Equal(e.buf[headerLen:headerLen+n], key[:n])
+// matches reports whether the entry belongs to key (see appendKey). Wire
+// names are prefix-free, so equal bytes mean an equal question.
+func (e entry) matches(key []byte) bool {
+	n := len(key) - 1
+	w := e.wire()
+	return n > 4 && len(w) >= headerLen+n && key[n] == e.keyFlags() && bytes.Equal(w[headerLen:headerLen+n], key[:n])
 }
 
-func (e *entry) size() int64 { return int64(len(e.buf)) + entryOverhead }
+// hasName reports whether the entry's question name is name (lower-cased).
+func (e entry) hasName(name []byte) bool {
+	w := e.wire()
+	return len(w) >= headerLen+len(name) && bytes.Equal(w[headerLen:headerLen+len(name)], name)
+}
+
+func (e entry) size() int64 { return int64(len(e)) + entryOverhead }
 
 // respLen is the length of the response appendTo produces.
-func (e *entry) respLen(edns, stale bool) int {
-	n := int(e.wireLen)
+func (e entry) respLen(edns, stale bool) int {
+	n := e.wireLen()
 	if edns {
 		n += optLen
 		if stale {
@@ -128,9 +164,10 @@ func (e *entry) respLen(edns, stale bool) int {
 // appendTo appends the response for a query with the given ID, RD bit and
 // question name bytes (same name as the entry's, in the client's case), with
 // every TTL set to ttl, and an OPT record when the query had EDNS.
-func (e *entry) appendTo(dst []byte, id uint16, rd bool, qname []byte, edns, do, stale bool, ttl uint32) []byte {
+func (e entry) appendTo(dst []byte, id uint16, rd bool, qname []byte, edns, do, stale bool, ttl uint32) []byte {
 	start := len(dst)
-	dst = append(dst, e.buf[:e.wireLen]...)
+	end := entryHeader + e.wireLen()
+	dst = append(dst, e[entryHeader:end]...)
 	r := dst[start:]
 	binary.BigEndian.PutUint16(r, id)
 	flags := binary.BigEndian.Uint16(r[2:]) &^ flagRD
@@ -139,7 +176,7 @@ func (e *entry) appendTo(dst []byte, id uint16, rd bool, qname []byte, edns, do,
 	}
 	binary.BigEndian.PutUint16(r[2:], flags)
 	copy(r[headerLen:], qname)
-	offs := e.buf[e.wireLen:]
+	offs := e[end:]
 	for i := 0; i+1 < len(offs); i += 2 {
 		binary.BigEndian.PutUint32(r[binary.BigEndian.Uint16(offs[i:]):], ttl)
 	}

@@ -133,7 +133,7 @@ func (l *redisL2) fail(now int64, err error) {
 }
 
 // get fetches key's entry, or nil.
-func (l *redisL2) get(key []byte, now int64) *entry {
+func (l *redisL2) get(key []byte, now int64) entry {
 	if !l.up(now) {
 		l.fails.Add(1)
 		return nil
@@ -153,7 +153,7 @@ func (l *redisL2) get(key []byte, now int64) *entry {
 		return nil
 	}
 	k := kind(v[12])
-	e, ok := entryFromWire(v[redisHeader:], len(key)-5, key[len(key)-1], k,
+	e, ok := entryFromWire(v[redisHeader:], key[len(key)-1], k,
 		binary.BigEndian.Uint32(v[8:]), int64(binary.BigEndian.Uint64(v)))
 	if !ok || !e.matches(key) || (k != positive && k != negative) {
 		l.misses.Add(1) // not ours or damaged: ignore it
@@ -164,11 +164,11 @@ func (l *redisL2) get(key []byte, now int64) *entry {
 }
 
 // put shares e, keeping it in Redis through its serve-stale window.
-func (l *redisL2) put(key []byte, e *entry, now, maxStale int64) {
-	if e.kind == servFail { // failures stay local (RFC 8767 §5 keeps stale data)
+func (l *redisL2) put(key []byte, e entry, now, maxStale int64) {
+	if e.kind() == servFail { // failures stay local (RFC 8767 §5 keeps stale data)
 		return
 	}
-	life := time.Duration(e.expire - now + max(maxStale, 0))
+	life := time.Duration(e.expire() - now + max(maxStale, 0))
 	if life < time.Millisecond {
 		return
 	}
@@ -176,11 +176,11 @@ func (l *redisL2) put(key []byte, e *entry, now, maxStale int64) {
 		l.fails.Add(1)
 		return
 	}
-	v := make([]byte, redisHeader, redisHeader+int(e.wireLen))
-	binary.BigEndian.PutUint64(v, uint64(e.expire))
-	binary.BigEndian.PutUint32(v[8:], e.ttl)
-	v[12] = byte(e.kind)
-	v = append(v, e.buf[:e.wireLen]...)
+	v := make([]byte, redisHeader, redisHeader+e.wireLen())
+	binary.BigEndian.PutUint64(v, uint64(e.expire()))
+	binary.BigEndian.PutUint32(v[8:], e.ttl())
+	v[12] = byte(e.kind())
+	v = append(v, e.wire()...)
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	if err := l.rdb.Set(ctx, l.prefix+string(key), v, life).Err(); err != nil {
