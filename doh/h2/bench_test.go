@@ -22,6 +22,7 @@ import (
 
 	"github.com/laminadns/lamina/cache"
 	"github.com/laminadns/lamina/doh"
+	"github.com/laminadns/lamina/doh/h2"
 	"github.com/laminadns/lamina/internal/testenv"
 	"github.com/laminadns/lamina/resolver"
 	"github.com/laminadns/lamina/tlsconf"
@@ -35,13 +36,18 @@ import (
 //
 //	go test -run '^$' -bench DoHPeers -benchtime 1x ./doh/h2
 //
-// DOHBENCH_SECONDS sets each dnsperf run's length (default 10).
+// DOHBENCH_SECONDS sets each dnsperf run's length (default 10), DOHBENCH_LOAD
+// its load options (default "-c 16 -T 2 -q 1000"), DOHBENCH_ONLY one target.
 func BenchmarkDoHPeers(b *testing.B) {
 	testenv.Tool(b, "unbound")
 	testenv.Tool(b, "dnsperf")
 	secs := 10
 	if v, err := strconv.Atoi(os.Getenv("DOHBENCH_SECONDS")); err == nil && v > 0 {
 		secs = v
+	}
+	load := []string{"-c", "16", "-T", "2", "-q", "1000"}
+	if v := os.Getenv("DOHBENCH_LOAD"); v != "" {
+		load = strings.Fields(v) // e.g. "-c 2 -q 500": few clients, many streams each
 	}
 	dir := b.TempDir()
 	p := tlsconftest.Provider(b, false)
@@ -58,12 +64,13 @@ func BenchmarkDoHPeers(b *testing.B) {
 
 	r := newResolver(b)
 	stock := serveStock(b, p, r)
-	loop := serveDoH(b, p, r, true)
-	fast := serveDoH(b, p, r, false)
+	loop := serveDoH(b, p, r, true, false)
+	fast := serveDoH(b, p, r, false, false)
+	corked := serveDoH(b, p, r, false, true)
 	targets := []struct {
 		name string
 		port int
-	}{{"unbound", ubPort}, {"stock-net/http", stock}, {"doh-h2conn", loop}, {"doh/h2", fast}}
+	}{{"unbound", ubPort}, {"stock-net/http", stock}, {"doh-h2conn", loop}, {"doh/h2", fast}, {"doh/h2+cork", corked}}
 	if only := os.Getenv("DOHBENCH_ONLY"); only != "" { // profiling one server
 		for _, t := range targets {
 			if t.name == only {
@@ -76,15 +83,15 @@ func BenchmarkDoHPeers(b *testing.B) {
 	qps := map[string]float64{}
 	for _, t := range targets {
 		uri := "doh-uri=https://" + tlsconftest.ServiceName + ":" + strconv.Itoa(t.port) + "/dns-query"
-		args := []string{"-m", "doh", "-s", "127.0.0.1", "-p", strconv.Itoa(t.port), "-d", names,
-			"-c", "16", "-T", "2", "-q", "1000", "-l", strconv.Itoa(secs), "-O", uri}
+		args := []string{"-m", "doh", "-s", "127.0.0.1", "-p", strconv.Itoa(t.port), "-d", names, "-l", strconv.Itoa(secs), "-O", uri}
+		args = append(args, load...)
 		out := run(b, "dnsperf", args...)
 		qps[t.name] = num(b, out, `Queries per second:\s+([\d.]+)`)
 		b.Logf("%-15s dnsperf %.0f qps, lost %.0f (dnsperf %s)", t.name, qps[t.name],
 			num(b, out, `Queries lost:\s+(\d+)`), strings.Join(args, " "))
 		b.ReportMetric(qps[t.name], t.name+"-qps")
 	}
-	for _, n := range []string{"stock-net/http", "doh-h2conn", "doh/h2"} {
+	for _, n := range []string{"stock-net/http", "doh-h2conn", "doh/h2", "doh/h2+cork"} {
 		if qps["unbound"] == 0 {
 			break
 		}
@@ -291,7 +298,7 @@ func serveStock(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func serveDoH(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver, noFast bool) int {
+func serveDoH(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver, noFast, cork bool) int {
 	d, err := doh.New(doh.Config{Handler: r, TLSConfig: p.ServerConfig(tlsconf.DoH), NoFastH2: noFast})
 	if err != nil {
 		b.Fatal(err)
@@ -300,9 +307,13 @@ func serveDoH(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver, noFast bo
 	if err != nil {
 		b.Fatal(err)
 	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if cork {
+		ln = h2.WrapListener(ln)
+	}
 	go d.Serve(ln)
 	b.Cleanup(func() { d.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 var _ = tls.VersionTLS13

@@ -144,8 +144,9 @@ func start(t testing.TB, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ln = ln
 	e.port = ln.Addr().(*net.TCPAddr).Port
+	ln = WrapListener(ln)
+	e.ln = ln
 	e.url = "https://" + tlsconftest.ServiceName + ":" + strconv.Itoa(e.port) + s.cfg.Path
 	e.wg.Add(1)
 	go func() {
