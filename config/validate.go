@@ -218,6 +218,12 @@ func (v *validator) localZones() {
 		if zones[origin] {
 			v.errorf(p+".name", "duplicate local zone %q", origin)
 		}
+		// The resolver answers resolver.arpa from its own DDR records
+		// (RFC 9462) and refuses to build with a local zone there; say so
+		// here, where `lamina check` and reloads see it with a line.
+		if dns.IsSubDomain("resolver.arpa.", origin) {
+			v.errorf(p+".name", "%s is reserved for Lamina's DDR records (RFC 9462)", origin)
+		}
 		zones[origin] = true
 		z.RRs = z.RRs[:0]
 		for k, text := range z.Records {
