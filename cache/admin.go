@@ -99,7 +99,7 @@ func (c *Cache) flushNameLocal(name string) int {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for _, h := range sh.lru.Keys() {
-			if e, ok := sh.lru.Peek(h); ok && e.hasName(want) {
+			if r, ok := sh.lru.Peek(h); ok && r.entry().hasName(want) {
 				sh.lru.Remove(h)
 				removed++
 			}

@@ -31,7 +31,7 @@ type Cache struct {
 // concurrent hits (each moves its entry to the LRU front) off one mutex.
 type shard struct {
 	mu       sync.Mutex
-	lru      *simplelru.LRU[uint64, entry]
+	lru      *simplelru.LRU[uint64, ref]
 	bytes    int64 // mu
 	maxBytes int64
 
@@ -54,7 +54,7 @@ func New(cfg Config) (*Cache, error) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.maxBytes = s.maxBytes / int64(n)
-		sh.lru, err = simplelru.NewLRU(max(s.maxEntries/n, 1), func(_ uint64, e entry) { sh.bytes -= e.size() })
+		sh.lru, err = simplelru.NewLRU(max(s.maxEntries/n, 1), func(_ uint64, r ref) { sh.bytes -= r.entry().size() })
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +88,8 @@ func (c *Cache) shard(key []byte) (*shard, uint64) {
 func (c *Cache) lookup(key []byte, now int64, stale, freshOnly bool, max int, edns bool) (entry, uint8, uint32) {
 	sh, h := c.shard(key)
 	sh.mu.Lock()
-	e, ok := sh.lru.Get(h)
+	r, ok := sh.lru.Get(h)
+	e := r.entry()
 	if !ok || !e.matches(key) {
 		sh.mu.Unlock()
 		return nil, Miss, 0
@@ -248,7 +249,8 @@ func (c *Cache) store(key []byte, e entry, now int64, onlyNewer bool) bool {
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old, ok := sh.lru.Peek(h); ok {
+	if r, ok := sh.lru.Peek(h); ok {
+		old := r.entry()
 		if onlyNewer && old.matches(key) && old.expire() >= e.expire() {
 			return false
 		}
@@ -264,7 +266,7 @@ func (c *Cache) store(key []byte, e entry, now int64, onlyNewer bool) bool {
 		}
 		sh.bytes -= old.size() // Add replaces it without the eviction callback
 	}
-	if sh.lru.Add(h, e) {
+	if sh.lru.Add(h, refOf(e)) {
 		sh.evictions.Add(1)
 	}
 	sh.bytes += e.size()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -33,6 +34,18 @@ const entryOverhead = 128 // measured: see TestMemoryPerEntry
 // Everything but the shard-lock fields is immutable once stored, so a hit
 // copies the response outside the lock.
 type entry []byte
+
+// ref is an entry as the LRU holds it: 16 bytes where a slice header takes
+// 24, which keeps golang-lru's list element in Go's 80-byte size class
+// instead of 96 (measured: 16 bytes less per entry). p points at the start
+// of the entry's allocation, so it keeps the whole entry alive.
+type ref struct {
+	p *byte
+	n int
+}
+
+func refOf(e entry) ref    { return ref{unsafe.SliceData(e), len(e)} }
+func (r ref) entry() entry { return unsafe.Slice(r.p, r.n) }
 
 const (
 	offExpire   = 0
