@@ -279,6 +279,7 @@ func toClient(n, req *dns.Msg, shared bool) *dns.Msg {
 	n.CheckingDisabled = req.CheckingDisabled
 	spellAsAsked(n, req.Question[0].Name)
 	fitEDNS(n, req)
+	fitAD(n, req)
 	if n.Rcode > 0xf && n.IsEdns0() == nil {
 		n.Rcode = dns.RcodeServerFailure // an extended RCODE needs EDNS (RFC 6891 §6.1.3)
 	}
@@ -291,7 +292,19 @@ func fromCache(m, req *dns.Msg) *dns.Msg {
 	m.RecursionAvailable = true
 	spellAsAsked(m, req.Question[0].Name)
 	fitEDNS(m, req)
+	fitAD(m, req)
 	return m
+}
+
+// fitAD clears AD for a client that set neither AD nor DO (RFC 6840 §5.8):
+// flights and cache entries are shared by queries that differ in AD, so the
+// upstream's AD may answer another client's question.
+func fitAD(m, req *dns.Msg) {
+	if !req.AuthenticatedData {
+		if opt := req.IsEdns0(); opt == nil || !opt.Do() {
+			m.AuthenticatedData = false
+		}
+	}
 }
 
 // spellAsAsked gives answer records owned by the question's name the client's

@@ -361,3 +361,30 @@ func TestExtendedRcodeWithoutClientEDNS(t *testing.T) {
 		t.Errorf("client without EDNS: rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
 	}
 }
+
+// TestADOnlyWhenAsked: an answer the upstream marked AD reaches a client that
+// set AD or DO with AD, and one that set neither without it, whether it comes
+// from the upstream or the cache (RFC 6840 §5.8).
+func TestADOnlyWhenAsked(t *testing.T) {
+	up := &fakeUpstream{name: "ad", OnExchange: func(_ context.Context, req *dns.Msg) (*dns.Msg, error) {
+		m := answerA(req, "192.0.2.1")
+		m.AuthenticatedData = true
+		return m, nil
+	}}
+	r := mustNew(t, Config{Routes: []Route{{Zone: ".", Upstream: up}}, Cache: newMemCache()})
+	for i, tt := range []struct {
+		ad, do, want bool
+	}{
+		{true, false, true},   // upstream
+		{false, false, false}, // cache
+		{false, true, true},
+		{true, false, true},
+	} {
+		q := query("example.com.", dns.TypeA)
+		q.Msg.AuthenticatedData = tt.ad
+		q.Msg.IsEdns0().SetDo(tt.do)
+		if m := serve(t, r, q); m.AuthenticatedData != tt.want {
+			t.Errorf("%d: AD=%v DO=%v: response AD %v, want %v", i, tt.ad, tt.do, m.AuthenticatedData, tt.want)
+		}
+	}
+}
