@@ -3,6 +3,7 @@ package doh
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 
 	"github.com/laminadns/lamina/doh/h2"
@@ -52,4 +53,13 @@ func (s *Server) altSvcValue() string {
 		return h.Get("Alt-Svc")
 	}
 	return ""
+}
+
+// wrapListener lets each connection send the answers to what it read in one
+// batch of TLS records (h2.WrapListener), unless NoFastH2.
+func (s *Server) wrapListener(l net.Listener) net.Listener {
+	if s.cfg.NoFastH2 {
+		return l
+	}
+	return h2.WrapListener(l)
 }

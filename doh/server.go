@@ -203,7 +203,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("doh: Serve needs Config.TLSConfig")
 	}
 	s.log.Info("serving DoH", "addr", l.Addr().String())
-	return s.http.ServeTLS(l, "", "")
+	return s.http.ServeTLS(s.wrapListener(l), "", "")
 }
 
 // ServeH3 serves HTTP/3 on pc until Shutdown or Close, then returns
