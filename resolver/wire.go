@@ -42,6 +42,10 @@ func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
 	if !r.limiter.allow(client) {
 		return dst, false
 	}
+	// RFC 6840 §5.8, as fitAD on the slow path.
+	if h := len(dst) + 3; out[h]&0x20 != 0 && raw[3]&0x20 == 0 && !wireDO(raw) {
+		out[h] &^= 0x20
+	}
 	rcode := int(out[len(dst)+3] & 0x0f)
 	r.metrics.response(srcCache, rcode)
 	if r.qlog != nil {
@@ -118,6 +122,21 @@ func parseQuestion(raw []byte, name *[256]byte, offs *[128]uint8) (n, k int, qty
 		}
 	}
 	return n, k, qtype, true
+}
+
+// wireDO reports whether raw, a query parseQuestion accepted, has the DO bit
+// set in its OPT record.
+func wireDO(raw []byte) bool {
+	if binary.BigEndian.Uint16(raw[10:]) == 0 {
+		return false
+	}
+	off := 12
+	for raw[off] != 0 {
+		off += 1 + int(raw[off])
+	}
+	off += 1 + 4 // root label, QTYPE, QCLASS
+	// OPT: owner (1), TYPE (2), CLASS (2), extended RCODE (1), VERSION (1), flags (2).
+	return raw[off+7]&0x80 != 0
 }
 
 // wireNames returns the owner names of rrs in lower-case wire form, the form

@@ -260,3 +260,28 @@ func mustRR(t testing.TB, s string) dns.RR {
 	}
 	return rr
 }
+
+// TestServeWireAD: the fast path clears a cached AD bit for a client that set
+// neither AD nor DO, as the slow path does (RFC 6840 §5.8).
+func TestServeWireAD(t *testing.T) {
+	c := newMemCache()
+	r := mustNew(t, Config{Cache: c, Routes: []Route{{Zone: ".", Upstream: failing(t)}}})
+	seed := query("example.com.", dns.TypeA)
+	resp := answerA(seed.Msg, "192.0.2.1")
+	resp.AuthenticatedData = true
+	c.Set(seed.Msg, resp)
+	for _, tt := range []struct{ ad, do, want bool }{
+		{false, false, false}, {true, false, true}, {false, true, true},
+	} {
+		q := query("example.com.", dns.TypeA)
+		q.Msg.AuthenticatedData = tt.ad
+		q.Msg.IsEdns0().SetDo(tt.do)
+		out, ok := r.ServeWire(q, pack(t, q.Msg), nil)
+		if !ok {
+			t.Fatal("fresh hit declined")
+		}
+		if got := out[3]&0x20 != 0; got != tt.want {
+			t.Errorf("AD=%v DO=%v: response AD %v, want %v", tt.ad, tt.do, got, tt.want)
+		}
+	}
+}
