@@ -18,6 +18,7 @@
 // DoQ lives in its own package rather than in dot (an open question in the
 // style guide) because its framing, limits and error signalling are QUIC's,
 // not a byte stream's; what it shares with the other transports (query
-// vetting, response finishing, padding, metrics) comes from package do53.
-// Policy is the resolver.Handler's.
+// vetting, the cache fast path, response finishing, padding, metrics) is
+// do53.Responder, so DoQ answers exactly as Do53 and DoT do. Policy is the
+// resolver.Handler's.
 package doq
