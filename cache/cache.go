@@ -15,12 +15,12 @@ import (
 // for concurrent use, never retains or modifies the messages given to it, and
 // must be created with New.
 type Cache struct {
-	s      settings
-	seed   maphash.Seed
-	shards []shard
-	mask   uint64
-	l2     *redisL2  // nil without Config.Redis
-	bufs   sync.Pool // *[]byte: Set's packing buffers
+	s       settings
+	seed    maphash.Seed
+	shards  []shard
+	mask    uint64
+	l2      *redisL2  // nil without Config.Redis
+	packers sync.Pool // *packer
 
 	// hashMask is ANDed to every key's hash: all ones, but tests clear
 	// bits to force collisions between keys.
@@ -50,7 +50,7 @@ func New(cfg Config) (*Cache, error) {
 		n = 16
 	}
 	c := &Cache{s: s, seed: maphash.MakeSeed(), shards: make([]shard, n), mask: uint64(n - 1), hashMask: ^uint64(0)}
-	c.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	c.packers.New = newPacker
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.maxBytes = s.maxBytes / int64(n)
@@ -231,7 +231,7 @@ func (c *Cache) Set(req, resp *dns.Msg) {
 		return // RFC 1035 §3.2.1: TTL 0 is for this transaction only
 	}
 	now := c.s.now()
-	e, ok := newEntry(&c.bufs, q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
+	e, ok := newEntry(&c.packers, q, name, req, resp, s, ttl, do, now+int64(ttl)*int64(time.Second))
 	if !ok {
 		return
 	}

@@ -84,33 +84,21 @@ func (e entry) failFor(now int64, d time.Duration) {
 }
 
 // newEntry packs the selected records for the question q (whose wire name is
-// name, already lower-cased) and records where their TTLs are. It packs into
-// a buffer from bufs (*[]byte), so Set leaves no garbage of that size behind
-// (garbage lets the heap, and so the RSS, grow beyond the live entries).
-func newEntry(bufs *sync.Pool, q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl uint32, do bool, expire int64) (entry, bool) {
-	m := dns.Msg{
-		MsgHdr: dns.MsgHdr{
-			Response:           true,
-			RecursionDesired:   true,
-			RecursionAvailable: true,
-			// RFC 6840 §5.8: AD only for clients that asked for DNSSEC.
-			AuthenticatedData: do && resp.AuthenticatedData,
-			CheckingDisabled:  req.CheckingDisabled,
-			Rcode:             resp.Rcode,
-		},
-		Compress: true,
-		Question: []dns.Question{q},
-		Answer:   s.answer,
-		Ns:       s.ns,
+// name, already lower-cased) and records where their TTLs are, packing
+// with a *packer from packers.
+func newEntry(packers *sync.Pool, q dns.Question, name []byte, req, resp *dns.Msg, s selection, ttl uint32, do bool, expire int64) (entry, bool) {
+	bits := uint16(flagQR|flagRD|flagRA) | uint16(resp.Rcode&0xf)
+	if do && resp.AuthenticatedData { // RFC 6840 §5.8: AD only for clients that asked for DNSSEC
+		bits |= flagAD
 	}
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	wire, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if req.CheckingDisabled {
+		bits |= flagCD
+	}
+	p := packers.Get().(*packer)
+	defer packers.Put(p)
+	wire, err := p.pack(bits, q, s.answer, s.ns)
 	if err != nil || len(wire) < headerLen+len(name)+4 {
 		return nil, false
-	}
-	if cap(wire) <= 64<<10 {
-		*bp = wire[:0] // keep a grown buffer for the next Set
 	}
 	// The question bytes become the canonical (lower-case) key; each hit
 	// overwrites them with the client's spelling.

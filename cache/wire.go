@@ -18,6 +18,8 @@ const (
 	flagAA     = 0x0400
 	flagTC     = 0x0200
 	flagRD     = 0x0100
+	flagRA     = 0x0080
+	flagAD     = 0x0020
 	flagCD     = 0x0010
 
 	keyDO = 1 << 0 // key flag bits
