@@ -115,3 +115,39 @@ func FuzzAppendWire(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEntryFromWire offers arbitrary bytes as an entry shared through Redis:
+// building, matching and answering from it must never panic, and an entry
+// answers only its own question.
+func FuzzEntryFromWire(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, ok := entryFromWire(b, keyDO, positive, 60, 1e18)
+		if !ok {
+			return
+		}
+		for _, k := range [][]byte{nil, {0}, {0, 0, 1, 0, 1, keyDO}, b[headerLen:min(len(b), headerLen+6)]} {
+			e.matches(k)
+		}
+		// The entry's own question, if it is a plain name, is its key.
+		off := headerLen
+		for off < len(b) && b[off] != 0 && b[off] <= 63 {
+			off += 1 + int(b[off])
+		}
+		if off+5 > len(b) || b[off] != 0 || off+1-headerLen > maxName {
+			return
+		}
+		name := b[headerLen : off+1]
+		key := append(append([]byte{}, b[headerLen:off+5]...), keyDO)
+		if !e.matches(key) {
+			t.Fatal("entry does not match its own question")
+		}
+		if other := append(append([]byte{}, key...), 0); e.matches(other) {
+			t.Fatal("entry matches a longer key")
+		}
+		out := e.appendTo(nil, 0x4242, true, name, true, true, false, 30)
+		if len(out) != e.respLen(true, false) || !bytes.Equal(out[headerLen:off+1], name) {
+			t.Fatalf("response of %d bytes, want %d", len(out), e.respLen(true, false))
+		}
+	})
+}
