@@ -206,13 +206,17 @@ func (s *Server) track(c *quic.Conn) bool {
 	return true
 }
 
-// serveConn accepts streams until the connection ends; each stream is one
-// query, answered concurrently (the stream limit bounds how many).
+// serveConn accepts streams until the connection ends or the server stops;
+// each stream is one query, answered concurrently (the stream limit bounds
+// how many). It closes the connection once its streams are answered: on
+// Shutdown that tells the client with DOQ_NO_ERROR; a connection already
+// gone ignores it.
 func (s *Server) serveConn(c *quic.Conn) {
 	defer s.wg.Done()
 	var streams sync.WaitGroup
 	defer func() {
 		streams.Wait()
+		c.CloseWithError(NoError, "")
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
