@@ -173,12 +173,12 @@ func (s *Server) Serve(pc net.PacketConn) error {
 		if !s.track(c) {
 			continue
 		}
-		s.wg.Add(1)
 		go s.serveConn(c)
 	}
 }
 
-// track admits c unless the server is closing or full.
+// track admits c unless the server is closing or full; an admitted c is
+// counted in wg and must be served by serveConn.
 func (s *Server) track(c *quic.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,6 +202,9 @@ func (s *Server) track(c *quic.Conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	// Under mu, so that Shutdown's Wait, which follows its own locked
+	// section, is ordered after this Add.
+	s.wg.Add(1)
 	s.cfg.Metrics.ConnOpened(resolver.QUIC)
 	return true
 }
