@@ -156,7 +156,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem }()
@@ -167,6 +166,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// track adds c to the open connections (counting it in wg, for its
+// goroutine to finish) or removes it; adding fails once Close has begun.
 func (s *Server) track(c net.Conn, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -175,6 +176,7 @@ func (s *Server) track(c net.Conn, add bool) bool {
 			return false
 		}
 		s.conns[c] = struct{}{}
+		s.wg.Add(1) // under mu: Close's Wait is ordered after it
 		s.cfg.Metrics.active(1)
 		return true
 	}
