@@ -101,3 +101,15 @@ func TestECHPublicNameCert(t *testing.T) {
 		t.Error("no-SNI clients do not get the main certificate")
 	}
 }
+
+// TestUnusedIDAllTaken: with every config_id held, unusedID still returns.
+func TestUnusedIDAllTaken(t *testing.T) {
+	keys := make([]storedKey, 256)
+	for i := range keys {
+		keys[i].Config = []byte{0, 0, 0, 0, byte(i)}
+	}
+	_ = unusedID(keys)
+	if id := unusedID(keys[1:]); id != 0 {
+		t.Errorf("unusedID = %d, want 0, the one ID free", id)
+	}
+}

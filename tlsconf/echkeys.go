@@ -203,7 +203,12 @@ func unusedID(keys []storedKey) uint8 {
 	if len(keys) > 0 && len(keys[0].Config) > 4 {
 		id = keys[0].Config[4] + 1
 	}
-	for used[id] {
+	// With all 256 IDs held (hundreds of keygens within one grace period)
+	// an ID is shared rather than loop forever.
+	for range 256 {
+		if !used[id] {
+			break
+		}
 		id++
 	}
 	return id
