@@ -231,9 +231,24 @@ dnsperf_run() {
   echo "${q:-0} ${l:-?} $p"
 }
 
+# CPU time (user+system, clock ticks of 10 ms) of a process, and the count
+# of answered queries in a dnsperf output.
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+done_q() { awk '/Queries completed/ {print $3}' "$W/$1.out"; }
+
+# cpu_run LABEL PID ARGS...: dnsperf_run, plus the server's CPU µs per
+# answered query as a fifth field.
+cpu_run() {
+  local label=$1 pid=$2 t0 out; shift 2
+  t0=$(ticks "$pid")
+  out=$(dnsperf_run "$label" "$@")
+  echo "$out $(awk -v t=$(( $(ticks "$pid") - t0 )) -v q="$(done_q "$label")" 'BEGIN{printf "%.1f", (q>0)?t*10000/q:0}')"
+}
+
 # duel LABEL PEER PEER-ARGS... -- LAMINA-ARGS...: REPEAT (default 3) rounds
 # of dnsperf, peer then Lamina, alternating so that load from other work on
 # the machine falls on both; prints every round and the medians' ratio.
+# The servers' pids are PEER_PID and LAMINA_PID, for CPU per query.
 REPEAT=${REPEAT:-3}
 duel() {
   local label=$1 peer=$2; shift 2
@@ -244,12 +259,15 @@ duel() {
   done
   local us=() ls=() r
   for r in $(seq 1 "$REPEAT"); do
-    us+=("$(dnsperf_run "$label-peer-$r" "${pa[@]}")")
-    ls+=("$(dnsperf_run "$label-lamina-$r" "${la[@]}")")
+    us+=("$(cpu_run "${label// /-}-peer-$r" "$PEER_PID" "${pa[@]}")")
+    ls+=("$(cpu_run "${label// /-}-lamina-$r" "$LAMINA_PID" "${la[@]}")")
   done
   printf '  # %s rounds (qps): %s %s | lamina %s\n' "$label" "$peer" \
     "$(printf '%s\n' "${us[@]}" | awk '{printf "%.0f ", $1}')" "$(printf '%s\n' "${ls[@]}" | awk '{printf "%.0f ", $1}')"
-  report "$label" "$(median "${ls[@]}")" "$(median "${us[@]}")" "$peer"
+  local lm um
+  lm=$(median "${ls[@]}") um=$(median "${us[@]}")
+  report "$label" "$lm" "$um" "$peer"
+  printf '%-30s server CPU µs/query (median rounds): lamina %s, %s %s\n' "" "$(cut -d' ' -f5 <<<"$lm")" "$peer" "$(cut -d' ' -f5 <<<"$um")"
 }
 
 # median LINE...: the line whose first field (qps) is the median.
