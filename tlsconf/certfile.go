@@ -44,8 +44,9 @@ func newCertFile(certPath, keyPath string, interval time.Duration, now func() ti
 // changed since the last check.
 func (c *certFile) get() *tls.Certificate {
 	now := c.now().UnixNano()
-	if now-c.checked.Load() >= int64(c.interval) && c.mu.TryLock() {
-		c.mu.Unlock()
+	// The swap elects one handshake per interval to stat the files; the
+	// others go on with the current certificate.
+	if last := c.checked.Load(); now-last >= int64(c.interval) && c.checked.CompareAndSwap(last, now) {
 		if err := c.reload(false); err != nil {
 			c.warn("certificate reload failed; keeping the previous one", "cert", c.certPath, "err", err)
 		}
