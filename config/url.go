@@ -96,17 +96,16 @@ func splitURL(s string) (scheme, host string, port uint16, path string, err erro
 	return scheme, host, port, path, nil
 }
 
-// checkHostPort validates "ip:port" (a host name is not accepted).
+// checkHostPort validates "ip:port", or "host:port" with allowName (Redis,
+// IPsec gateways: dialled, so a name resolves; listeners bind an address).
 func checkHostPort(s string, allowName bool) error {
 	host, p, err := net.SplitHostPort(s)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port", s)
 	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil {
+	if _, err := strconv.ParseUint(p, 10, 16); err != nil {
 		return fmt.Errorf("port %q out of range 0-65535", p)
 	}
-	_ = n
 	if _, err := netip.ParseAddr(host); err != nil && !(allowName && host != "") {
 		return fmt.Errorf("host %q must be an IP address", host)
 	}
