@@ -20,9 +20,8 @@ import (
 // configuration is unchanged: they hold the swappable handler, not a resolver.
 type listener struct {
 	cfg      config.Listener
-	stopping atomic.Bool // Serve errors after this are the expected ones
-	stop     func(ctx context.Context) error
-	close    func() error
+	stopping atomic.Bool                     // Serve errors after this are the expected ones
+	stop     func(ctx context.Context) error // drains, then closes everything
 }
 
 // shutdown stops accepting, lets queries in flight be answered until ctx
@@ -74,7 +73,7 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			return nil, wrap(err)
 		}
 		serve(func() error { return srv.Serve(pcs...) })
-		rl.stop, rl.close = srv.Shutdown, srv.Close
+		rl.stop = srv.Shutdown
 
 	case "tcp":
 		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TCP})
@@ -86,7 +85,7 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			return nil, wrap(err)
 		}
 		serve(func() error { return srv.Serve(ln) })
-		rl.stop, rl.close = srv.Shutdown, srv.Close
+		rl.stop = srv.Shutdown
 
 	case "tls":
 		base.Logger = sh.log // dot names its component itself
@@ -99,7 +98,7 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			return nil, wrap(err)
 		}
 		serve(func() error { return srv.Serve(ln) })
-		rl.stop, rl.close = srv.Shutdown, srv.Close
+		rl.stop = srv.Shutdown
 
 	case "https", "h3":
 		proto := tlsconf.DoH
@@ -124,7 +123,7 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 				return nil, wrap(err)
 			}
 			serve(func() error { return srv.Serve(ln) })
-			rl.stop, rl.close = srv.Shutdown, srv.Close
+			rl.stop = srv.Shutdown
 			break
 		}
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
@@ -133,7 +132,6 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 		}
 		serve(func() error { return srv.ServeH3(pc) })
 		rl.stop = func(ctx context.Context) error { defer pc.Close(); return srv.Shutdown(ctx) }
-		rl.close = func() error { return errors.Join(srv.Close(), pc.Close()) }
 
 	case "quic":
 		srv, err := doq.New(doq.Config{
@@ -153,7 +151,6 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 		}
 		serve(func() error { return srv.Serve(pc) })
 		rl.stop = func(ctx context.Context) error { defer pc.Close(); return srv.Shutdown(ctx) }
-		rl.close = func() error { return errors.Join(srv.Close(), pc.Close()) }
 
 	default:
 		return nil, wrap(fmt.Errorf("unknown scheme %q", scheme))
