@@ -305,3 +305,24 @@ func TestListenUDPReusePort(t *testing.T) {
 		}
 	}
 }
+
+// TestListenUDPPortInUse: a port another SO_REUSEPORT group holds (a second
+// Lamina on the same port) is an error, not a silent share of its queries.
+func TestListenUDPPortInUse(t *testing.T) {
+	first, err := ListenUDP(context.Background(), "127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, pc := range first {
+			pc.Close()
+		}
+	}()
+	second, err := ListenUDP(context.Background(), first[0].LocalAddr().String(), 2)
+	if err == nil {
+		for _, pc := range second {
+			pc.Close()
+		}
+		t.Fatal("joined a port already in use")
+	}
+}
