@@ -75,16 +75,14 @@ func TestCurl(t *testing.T) {
 
 func TestDnsperf(t *testing.T) {
 	testenv.Tool(t, "dnsperf")
-	forH2Paths(t, func(t *testing.T, slow bool) {
-		e := start(t, false, Config{NoFastH2: slow})
-		lines := []string{"site.example.test A", "nope.example.test AAAA"}
-		for _, method := range []string{"GET", "POST"} {
-			r := tlsconftest.Dnsperf(t, "doh", e.port, lines, "-l", "2", "-Q", "300", "-c", "2",
-				"-O", "doh-uri=https://"+tlsconftest.ServiceName+":"+strconv.Itoa(e.port)+"/dns-query", "-O", "doh-method="+method)
-			if r.Lost != 0 || r.Completed == 0 {
-				t.Fatalf("dnsperf -m doh %s lost %d of %d:\n%s", method, r.Lost, r.Sent, r.Output)
-			}
-			t.Logf("dnsperf -m doh %s: %d completed, %.0f qps", method, r.Completed, r.QPS)
+	e := start(t, false, Config{})
+	lines := []string{"site.example.test A", "nope.example.test AAAA"}
+	for _, method := range []string{"GET", "POST"} {
+		r := tlsconftest.Dnsperf(t, "doh", e.port, lines, "-l", "2", "-Q", "300", "-c", "2",
+			"-O", "doh-uri=https://"+tlsconftest.ServiceName+":"+strconv.Itoa(e.port)+"/dns-query", "-O", "doh-method="+method)
+		if r.Lost != 0 || r.Completed == 0 {
+			t.Fatalf("dnsperf -m doh %s lost %d of %d:\n%s", method, r.Lost, r.Sent, r.Output)
 		}
-	})
+		t.Logf("dnsperf -m doh %s: %d completed, %.0f qps", method, r.Completed, r.QPS)
+	}
 }

@@ -29,6 +29,7 @@ func (s *Server) useFastH2() error {
 	if err != nil {
 		return err
 	}
+	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	s.http.TLSNextProto["h2"] = func(_ *http.Server, c *tls.Conn, h http.Handler) {
 		ctx := context.Background()
 		if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
@@ -56,10 +57,5 @@ func (s *Server) altSvcValue() string {
 }
 
 // wrapListener lets each connection send the answers to what it read in one
-// batch of TLS records (h2.WrapListener), unless NoFastH2.
-func (s *Server) wrapListener(l net.Listener) net.Listener {
-	if s.cfg.NoFastH2 {
-		return l
-	}
-	return h2.WrapListener(l)
-}
+// batch of TLS records (h2.WrapListener).
+func (s *Server) wrapListener(l net.Listener) net.Listener { return h2.WrapListener(l) }

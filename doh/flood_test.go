@@ -58,53 +58,51 @@ func (h *rawH2) headers(id uint32, endStream bool) error {
 // pattern (HEADERS then RST_STREAM, repeated), are refused without harming
 // other clients.
 func TestH2Floods(t *testing.T) {
-	forH2Paths(t, func(t *testing.T, slow bool) {
-		e := start(t, false, Config{MaxConcurrentStreams: 10, NoFastH2: slow})
+	e := start(t, false, Config{MaxConcurrentStreams: 10})
 
-		// 200 streams left open (no body): the excess is refused, or the
-		// connection is closed (GOAWAY or reset), which refuses them all.
-		h := dialH2(t, e)
-		closed := false
-		for i := range 200 {
-			if h.headers(uint32(2*i+1), false) != nil {
-				closed = true
-				break
-			}
+	// 200 streams left open (no body): the excess is refused, or the
+	// connection is closed (GOAWAY or reset), which refuses them all.
+	h := dialH2(t, e)
+	closed := false
+	for i := range 200 {
+		if h.headers(uint32(2*i+1), false) != nil {
+			closed = true
+			break
 		}
-		refused := 0
-		for i := 0; i < 1000 && !closed && refused < 190; i++ {
-			f, err := h.fr.ReadFrame()
-			if err != nil {
-				closed = true
-				break
-			}
-			switch f := f.(type) {
-			case *http2.RSTStreamFrame:
-				if f.ErrCode == http2.ErrCodeRefusedStream {
-					refused++
-				}
-			case *http2.GoAwayFrame:
-				closed = true
-			}
+	}
+	refused := 0
+	for i := 0; i < 1000 && !closed && refused < 190; i++ {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			closed = true
+			break
 		}
-		if !closed && refused < 190 {
-			t.Errorf("only %d of 190 excess streams refused", refused)
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				refused++
+			}
+		case *http2.GoAwayFrame:
+			closed = true
 		}
+	}
+	if !closed && refused < 190 {
+		t.Errorf("only %d of 190 excess streams refused", refused)
+	}
 
-		// Rapid reset: 500 streams opened and cancelled at once.
-		r := dialH2(t, e)
-		for i := range 500 {
-			id := uint32(2*i + 1)
-			if r.headers(id, false) != nil || r.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
-				break // the server may close the connection: fine
-			}
+	// Rapid reset: 500 streams opened and cancelled at once.
+	r := dialH2(t, e)
+	for i := range 500 {
+		id := uint32(2*i + 1)
+		if r.headers(id, false) != nil || r.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break // the server may close the connection: fine
 		}
+	}
 
-		c := e.h2Client(t, nil)
-		if m, _ := post(t, c, e.url, query(tlsconftest.SiteName, dns.TypeA)); len(m.Answer) != 1 {
-			t.Fatal("server stopped answering after the floods")
-		}
-	})
+	c := e.h2Client(t, nil)
+	if m, _ := post(t, c, e.url, query(tlsconftest.SiteName, dns.TypeA)); len(m.Answer) != 1 {
+		t.Fatal("server stopped answering after the floods")
+	}
 }
 
 // get sends a GET for the site's A record on stream id.
@@ -126,96 +124,80 @@ func (h *rawH2) get(t *testing.T, id uint32) {
 // requests in flight, opening the next as soon as one ends, is never refused
 // (the stream must stop counting before END_STREAM goes out).
 func TestH2StreamLimit(t *testing.T) {
-	forH2Paths(t, func(t *testing.T, slow bool) {
-		e := start(t, false, Config{MaxConcurrentStreams: 10, NoFastH2: slow})
-		h := dialH2(t, e)
-		next := uint32(1)
-		for range 10 {
-			h.get(t, next)
-			next += 2
+	e := start(t, false, Config{MaxConcurrentStreams: 10})
+	h := dialH2(t, e)
+	next := uint32(1)
+	for range 10 {
+		h.get(t, next)
+		next += 2
+	}
+	done := 0
+	for done < 300 {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d answers: %v", done, err)
 		}
-		done := 0
-		for done < 300 {
-			f, err := h.fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("after %d answers: %v", done, err)
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				done++
+				h.get(t, next)
+				next += 2
 			}
-			switch f := f.(type) {
-			case *http2.RSTStreamFrame:
-				t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
-			case *http2.DataFrame:
-				if f.StreamEnded() {
-					done++
-					h.get(t, next)
-					next += 2
-				}
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					h.fr.WriteSettingsAck()
-				}
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				h.fr.WriteSettingsAck()
 			}
 		}
-	})
+	}
 }
 
 // TestH2FlowControl: with a 10-byte stream window the answer comes in
 // window-sized DATA frames as the client grants more, and is complete.
 func TestH2FlowControl(t *testing.T) {
-	forH2Paths(t, func(t *testing.T, slow bool) {
-		e := start(t, false, Config{NoFastH2: slow})
-		h := dialH2(t, e)
-		if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10}); err != nil {
+	e := start(t, false, Config{})
+	h := dialH2(t, e)
+	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10}); err != nil {
+		t.Fatal(err)
+	}
+	h.get(t, 1)
+	var body []byte
+	frames := 0
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
 			t.Fatal(err)
 		}
-		h.get(t, 1)
-		var body []byte
-		frames := 0
-		for {
-			f, err := h.fr.ReadFrame()
-			if err != nil {
-				t.Fatal(err)
+		if f, ok := f.(*http2.DataFrame); ok {
+			frames++
+			if len(f.Data()) > 10 {
+				t.Fatalf("DATA of %d bytes beyond a 10-byte window", len(f.Data()))
 			}
-			if f, ok := f.(*http2.DataFrame); ok {
-				frames++
-				if len(f.Data()) > 10 {
-					t.Fatalf("DATA of %d bytes beyond a 10-byte window", len(f.Data()))
-				}
-				body = append(body, f.Data()...)
-				if f.StreamEnded() {
-					break
-				}
-				h.fr.WriteWindowUpdate(1, 10)
-			}
-			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
-				t.Fatal("unexpected PING ack")
-			}
-		}
-		m := new(dns.Msg)
-		if err := m.Unpack(body); err != nil || len(m.Answer) != 1 || frames < 3 {
-			t.Fatalf("%d frames, answer %v, %v", frames, m, err)
-		}
-		// PING is answered.
-		h.fr.WritePing(false, [8]byte{1, 2, 3})
-		for {
-			f, err := h.fr.ReadFrame()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{1, 2, 3} {
+			body = append(body, f.Data()...)
+			if f.StreamEnded() {
 				break
 			}
+			h.fr.WriteWindowUpdate(1, 10)
 		}
-	})
-}
-
-// forH2Paths runs f against both HTTP/2 implementations: package doh/h2
-// (the default) and this package's h2conn (Config.NoFastH2).
-func forH2Paths(t *testing.T, f func(t *testing.T, slow bool)) {
-	for _, slow := range []bool{false, true} {
-		name := "doh-h2"
-		if slow {
-			name = "h2conn"
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+			t.Fatal("unexpected PING ack")
 		}
-		t.Run(name, func(t *testing.T) { f(t, slow) })
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(body); err != nil || len(m.Answer) != 1 || frames < 3 {
+		t.Fatalf("%d frames, answer %v, %v", frames, m, err)
+	}
+	// PING is answered.
+	h.fr.WritePing(false, [8]byte{1, 2, 3})
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{1, 2, 3} {
+			break
+		}
 	}
 }

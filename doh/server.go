@@ -79,11 +79,6 @@ type Config struct {
 	// queries and so idempotent, but 0-RTT data can be replayed (RFC 9250
 	// §4.5 discusses the same for DoQ); off by default.
 	Allow0RTT bool
-
-	// NoFastH2 serves HTTP/2 with this package's general connection loop
-	// (every request through ServeHTTP) instead of package doh/h2, which
-	// answers DoH requests on the connection's read loop. Off by default.
-	NoFastH2 bool
 }
 
 // Server is a DoH server: an http.Handler for Config.Path plus the HTTP/1.1,
@@ -100,8 +95,6 @@ type Server struct {
 
 	mu      sync.Mutex
 	h3Ports int // running HTTP/3 listeners; Alt-Svc is sent while > 0
-	h2conns map[*h2conn]struct{}
-	closing bool
 }
 
 // New checks cfg and returns a Server; nothing listens until Serve or ServeH3.
@@ -133,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener), h2conns: map[*h2conn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener)}
 	s.wire, _ = cfg.Handler.(resolver.WireHandler)
 	if cfg.AltSvcH3Port != 0 {
 		s.altSvc = `h3=":` + strconv.Itoa(cfg.AltSvcH3Port) + `"; ma=86400`
@@ -165,14 +158,10 @@ func New(cfg Config) (*Server, error) {
 		s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 		s.h3.TLSConfig = http3.ConfigureTLSConfig(cfg.TLSConfig)
 	}
-	// HTTP/2 is served by h2conn; net/http keeps HTTP/1.1, the TLS
+	// HTTP/2 is served by package doh/h2; net/http keeps HTTP/1.1, the TLS
 	// handshake, connection tracking and Close.
-	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){"h2": s.serveH2}
-	s.http.RegisterOnShutdown(s.shutdownH2)
-	if !cfg.NoFastH2 {
-		if err := s.useFastH2(); err != nil {
-			return nil, err
-		}
+	if err := s.useFastH2(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -223,39 +212,6 @@ func (s *Server) ServeH3(pc net.PacketConn) error {
 	}()
 	s.log.Info("serving DoH over HTTP/3", "addr", pc.LocalAddr().String())
 	return s.h3.Serve(pc)
-}
-
-// serveH2 is net/http's TLSNextProto hook for "h2".
-func (s *Server) serveH2(_ *http.Server, c *tls.Conn, h http.Handler) {
-	ctx := context.Background()
-	// net/http passes its per-connection base context (with
-	// LocalAddrContextKey) through this method of h.
-	if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
-		ctx = bc.BaseContext()
-	}
-	hc := newH2Conn(s, c, ctx)
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return
-	}
-	s.h2conns[hc] = struct{}{}
-	s.mu.Unlock()
-	hc.serve()
-	s.mu.Lock()
-	delete(s.h2conns, hc)
-	s.mu.Unlock()
-}
-
-// shutdownH2 runs when http.Server.Shutdown starts: every HTTP/2 connection
-// gets GOAWAY, answers what it has read and closes.
-func (s *Server) shutdownH2() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closing = true
-	for hc := range s.h2conns {
-		hc.shutdown()
-	}
 }
 
 // Shutdown stops accepting and waits for active requests to finish or ctx

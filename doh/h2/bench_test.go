@@ -31,9 +31,8 @@ import (
 
 // BenchmarkDoHPeers measures, in one run, dnsperf -m doh (and h2load) against
 // Unbound's DoH, Lamina's DoH handler on Go's stock net/http HTTP/2 server,
-// package doh's general HTTP/2 loop (NoFastH2), this package without
-// WrapListener, and package doh as Lamina runs it (this package and
-// WrapListener), all answering 1000 cached names. It runs once whatever b.N:
+// this package without WrapListener, and package doh as Lamina runs it (this
+// package and WrapListener), all answering 1000 cached names. It runs once whatever b.N:
 //
 //	go test -run '^$' -bench DoHPeers -benchtime 1x ./doh/h2
 //
@@ -66,13 +65,12 @@ func BenchmarkDoHPeers(b *testing.B) {
 
 	r := newResolver(b)
 	stock := serveStock(b, p, r)
-	loop := serveDoH(b, p, r, true)
 	nocork := serveH2NoCork(b, p, r)
-	fast := serveDoH(b, p, r, false)
+	fast := serveDoH(b, p, r)
 	targets := []struct {
 		name string
 		port int
-	}{{"unbound", ubPort}, {"stock-net/http", stock}, {"doh-h2conn", loop}, {"h2-nocork", nocork}, {"doh/h2", fast}}
+	}{{"unbound", ubPort}, {"stock-net/http", stock}, {"h2-nocork", nocork}, {"doh/h2", fast}}
 	if only := os.Getenv("DOHBENCH_ONLY"); only != "" { // profiling one server
 		for _, t := range targets {
 			if t.name == only {
@@ -108,7 +106,7 @@ func BenchmarkDoHPeers(b *testing.B) {
 	for _, t := range targets {
 		b.ReportMetric(qps[t.name], t.name+"-qps")
 	}
-	for _, n := range []string{"stock-net/http", "doh-h2conn", "h2-nocork", "doh/h2"} {
+	for _, n := range []string{"stock-net/http", "h2-nocork", "doh/h2"} {
 		if qps["unbound"] == 0 {
 			break
 		}
@@ -316,9 +314,9 @@ func serveStock(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver) int {
 }
 
 // serveDoH runs package doh as Lamina does: HTTP/2 through doh/h2 and
-// h2.WrapListener, or (noFast) through doh's general loop.
-func serveDoH(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver, noFast bool) int {
-	d, err := doh.New(doh.Config{Handler: r, TLSConfig: p.ServerConfig(tlsconf.DoH), NoFastH2: noFast})
+// h2.WrapListener.
+func serveDoH(b *testing.B, p *tlsconf.Provider, r *resolver.Resolver) int {
+	d, err := doh.New(doh.Config{Handler: r, TLSConfig: p.ServerConfig(tlsconf.DoH)})
 	if err != nil {
 		b.Fatal(err)
 	}
