@@ -10,9 +10,9 @@ import (
 
 // ServeWire answers fresh cache hits straight from the packed query, without
 // decoding it: ACL, a question that is not under local or special-use zones
-// nor the owner of a self record, not ANY or a
-// meta type, class IN, a fresh cache entry, and a rate limit token, taken last so that
-// only an answered query spends one. Everything else declines with no side effect, and
+// nor owned by a self record, not ANY or a meta type, class IN, a fresh
+// cache entry, and a rate limit token, taken last so that only an answered
+// query spends one. Everything else declines with no side effect, and
 // ServeDNS then applies the full policy; so a declined query takes its rate
 // limit token exactly once, there.
 func (r *Resolver) ServeWire(q *Query, raw, dst []byte) ([]byte, bool) {
