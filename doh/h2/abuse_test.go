@@ -306,6 +306,14 @@ func TestShutdown(t *testing.T) {
 	r := e.raw(t)
 	r.get(1, "slow.bench.test.")
 	r.next(func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() })
+	// Shut down only once the server is inside the slow query, so that the
+	// stream is one it has taken on (a loaded machine may not have read it yet).
+	for deadline := time.Now().Add(5 * time.Second); h.dnsN.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow query never reached the handler")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	done := make(chan error, 1)
 	go func() { done <- e.s.Shutdown(t.Context()) }()
 	ga := r.next(func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
