@@ -86,7 +86,7 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
-	wire resolver.WireHandler
+	resp *do53.Responder
 	mux  *http.ServeMux
 	http *http.Server
 	h3   *http3.Server
@@ -127,7 +127,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh", "listener", cfg.Listener)}
-	s.wire, _ = cfg.Handler.(resolver.WireHandler)
+	resp, err := do53.NewResponder(do53.Config{Handler: cfg.Handler, Logger: s.log, Metrics: cfg.Metrics,
+		Listener: cfg.Listener, QueryTimeout: cfg.QueryTimeout})
+	if err != nil {
+		return nil, err
+	}
+	s.resp = resp
 	if cfg.AltSvcH3Port != 0 {
 		s.altSvc = `h3=":` + strconv.Itoa(cfg.AltSvcH3Port) + `"; ma=86400`
 	}
