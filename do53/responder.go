@@ -48,3 +48,19 @@ func (r *Responder) Respond(ctx context.Context, q *resolver.Query, raw, buf []b
 	}
 	return r.cfg.answer(ctx, q, raw, buf[:0], DefaultIdleTimeout, start)
 }
+
+// TryWire is the non-blocking half of Respond: it offers raw to the Handler's
+// WireHandler fast path only (a cache hit, say) and never calls ServeDNS, so
+// a transport may call it on a connection's read loop and hand what it
+// declines to Respond on another goroutine. Queries whose answer needs
+// Reply's EDNS work (padding on encrypted transports, keepalive on streams)
+// are declined. The response is appended to dst; a hit is counted in Metrics.
+func (r *Responder) TryWire(q *resolver.Query, raw, dst []byte) ([]byte, bool) {
+	if r.wire == nil {
+		return nil, false
+	}
+	if q.Listener == "" {
+		q.Listener = r.cfg.Listener
+	}
+	return r.cfg.tryWire(r.wire, q, raw, dst, time.Now())
+}

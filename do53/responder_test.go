@@ -77,4 +77,28 @@ func TestResponder(t *testing.T) {
 	if n := value(m.panics); n != 1 {
 		t.Fatalf("panics %v", n)
 	}
+
+	// TryWire answers only what the fast path takes, and never runs ServeDNS.
+	for _, tt := range []struct {
+		name string
+		raw  []byte
+		hit  bool
+	}{
+		{"fast path", pack(t, query("wire.example.", dns.TypeA)), true},
+		{"needs ServeDNS", pack(t, query("panic.example.", dns.TypeA)), false},
+		{"padded on an encrypted transport", pack(t, withOpt(query("wire.example.", dns.TypeA), false, &dns.EDNS0_PADDING{Padding: make([]byte, 4)})), false},
+		{"malformed", qrSet, false},
+	} {
+		q := &resolver.Query{Transport: resolver.HTTPS}
+		out, ok := r.TryWire(q, tt.raw, nil)
+		if ok != tt.hit {
+			t.Fatalf("TryWire %s: ok %v", tt.name, ok)
+		}
+		if ok && (unpack(t, out).Id != uint16(tt.raw[0])<<8|uint16(tt.raw[1]) || q.Listener != "doh") {
+			t.Fatalf("TryWire %s: wrong answer or listener %q", tt.name, q.Listener)
+		}
+	}
+	if n := value(m.panics); n != 1 {
+		t.Fatalf("TryWire ran the Handler: panics %v", n)
+	}
 }

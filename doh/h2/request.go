@@ -9,9 +9,6 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
-	"time"
-
-	"github.com/miekg/dns"
 )
 
 // tryInlineGET answers a GET whose headers ended the request, as they
@@ -42,45 +39,18 @@ func (c *conn) tryInlineGET(s *stream) bool {
 	return true
 }
 
-// answerInline offers raw to the resolver's WireHandler on the read loop.
+// answerInline offers raw to the resolver's fast path on the read loop.
 func (c *conn) answerInline(s *stream, id uint32, raw []byte) bool {
-	if c.s.wire == nil {
-		return false
-	}
-	qtype, ok := plainQuery(raw)
-	if !ok {
-		return false
-	}
-	start := time.Now()
 	c.iq = c.tpl
-	c.iq.MaxSize = dns.MaxMsgSize
-	resp, ok := c.serveWire(raw)
+	resp, ok := c.s.resp.TryWire(&c.iq, raw, c.abuf[:0])
 	if !ok {
 		return false
 	}
 	c.abuf = resp[:0]
-	c.s.cfg.Metrics.Observe(&c.iq, qtype, int(resp[3]&0xF), time.Since(start))
 	c.mu.Lock()
 	c.writeDNSLocked(s, id, resp)
 	c.mu.Unlock()
 	return true
-}
-
-// serveWire runs ServeWire with panic recovery; a panic declines, and the
-// worker's do53.Responder answers (SERVFAIL if it panics again).
-func (c *conn) serveWire(raw []byte) (resp []byte, ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.s.cfg.Metrics.Panic()
-			c.s.log.Error("ServeWire panic", "panic", r, "stack", string(debug.Stack()))
-			resp, ok = nil, false
-		}
-	}()
-	resp, ok = c.s.wire.ServeWire(&c.iq, raw, c.abuf[:0])
-	if ok && (len(resp) < 12 || len(resp) > c.iq.MaxSize) {
-		return nil, false
-	}
-	return resp, ok
 }
 
 // dispatch serves a complete request from the stream table.

@@ -69,7 +69,6 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
-	wire resolver.WireHandler
 	resp *do53.Responder
 
 	// writerGoroutine makes workers hand their answers to a writer
@@ -115,7 +114,6 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doh-h2", "listener", cfg.Listener), resp: r, conns: map[*conn]struct{}{}}
-	s.wire, _ = cfg.Handler.(resolver.WireHandler)
 	return s, nil
 }
 

@@ -10,63 +10,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// plainQuery reports whether raw is a query the inline fast path may offer
-// to resolver.WireHandler: one question with an uncompressed name, nothing
-// but an optional OPT record, and no EDNS Padding option (RFC 8467: its
-// answer must be padded, which only do53.Reply does). It also returns the
-// query type for metrics. Anything else goes to do53.Responder, which judges
-// it fully.
-func plainQuery(raw []byte) (qtype uint16, ok bool) {
-	if len(raw) < 12 || raw[2]&0xF8 != 0 || binary.BigEndian.Uint16(raw[4:]) != 1 || binary.BigEndian.Uint32(raw[6:]) != 0 {
-		return 0, false
-	}
-	ar := binary.BigEndian.Uint16(raw[10:])
-	if ar > 1 {
-		return 0, false
-	}
-	off := 12
-	for n := 0; ; n++ {
-		if off >= len(raw) || n > 127 {
-			return 0, false
-		}
-		l := int(raw[off])
-		if l == 0 {
-			off++
-			break
-		}
-		if l > 63 {
-			return 0, false
-		}
-		off += 1 + l
-	}
-	if off+4 > len(raw) {
-		return 0, false
-	}
-	qtype = binary.BigEndian.Uint16(raw[off:])
-	off += 4
-	if ar == 0 {
-		return qtype, off == len(raw)
-	}
-	if off+11 > len(raw) || raw[off] != 0 || binary.BigEndian.Uint16(raw[off+1:]) != dns.TypeOPT || raw[off+6] != 0 {
-		return 0, false
-	}
-	rdlen := int(binary.BigEndian.Uint16(raw[off+9:]))
-	off += 11
-	if off+rdlen != len(raw) {
-		return 0, false
-	}
-	for off < len(raw) {
-		if off+4 > len(raw) {
-			return 0, false
-		}
-		if binary.BigEndian.Uint16(raw[off:]) == dns.EDNS0PADDING {
-			return 0, false
-		}
-		off += 4 + int(binary.BigEndian.Uint16(raw[off+2:]))
-	}
-	return qtype, off == len(raw)
-}
-
 // dnsParam finds the dns= parameter of a request target's query string.
 // ok is false when there is none or it is empty.
 func dnsParam(query string) (string, bool) {
