@@ -87,6 +87,8 @@ func TestErrors(t *testing.T) {
 		{"route bad zone", minimal + "upstream_groups: [{name: g, upstreams: [udp://192.0.2.1]}]\nroutes:\n  - {zone: \"a..b\", group: g}\n", "t.yaml:5: routes[0].zone: \"a..b\" is not a domain name"},
 		{"record parse", minimal + "local_zones:\n  - name: home.arpa\n    records:\n      - \"x IN A 300.1.1.1\"\n", "t.yaml:6: local_zones[0].records[0]: record \"x IN A 300.1.1.1\" does not parse"},
 		{"record outside", minimal + "local_zones:\n  - name: home.arpa\n    records:\n      - \"x.example. IN A 192.0.2.1\"\n", "t.yaml:6: local_zones[0].records[0]: x.example. is outside zone home.arpa."},
+		{"cname and other data", minimal + "local_zones:\n  - name: home.arpa\n    records:\n      - \"www A 192.0.2.1\"\n      - \"WWW CNAME nas\"\n", "t.yaml:7: local_zones[0].records[1]: www.home.arpa. has a CNAME and other data"},
+		{"soa below apex", minimal + "local_zones:\n  - name: home.arpa\n    records:\n      - \"sub SOA ns hostmaster 1 2 3 4 5\"\n", "t.yaml:6: local_zones[0].records[0]: SOA at sub.home.arpa.: it belongs at the zone apex home.arpa."},
 		{"resolver.arpa zone", minimal + "local_zones:\n  - name: _dns.Resolver.Arpa\n", "t.yaml:4: local_zones[0].name: _dns.resolver.arpa. is reserved for Lamina's DDR records"},
 		{"rate action", minimal + "rate_limit:\n  action: block\n", "t.yaml:4: rate_limit.action: unknown action \"block\""},
 		{"log format", minimal + "logging:\n  format: xml\n", "t.yaml:4: logging.format: unknown format \"xml\""},

@@ -226,6 +226,7 @@ func (v *validator) localZones() {
 		}
 		zones[origin] = true
 		z.RRs = z.RRs[:0]
+		cname := map[string]bool{} // owner → has a CNAME; absent: no record yet
 		for k, text := range z.Records {
 			rp := fmt.Sprintf("%s.records[%d]", p, k)
 			rr, err := parseRecord(text, origin)
@@ -233,10 +234,21 @@ func (v *validator) localZones() {
 				v.errorf(rp, "%v", err)
 				continue
 			}
-			if !dns.IsSubDomain(origin, rr.Header().Name) {
+			owner, t := dns.CanonicalName(rr.Header().Name), rr.Header().Rrtype
+			if !dns.IsSubDomain(origin, owner) {
 				v.errorf(rp, "%s is outside zone %s", rr.Header().Name, origin)
 				continue
 			}
+			// What the resolver refuses to build, reported here with a line.
+			if t == dns.TypeSOA && owner != origin {
+				v.errorf(rp, "SOA at %s: it belongs at the zone apex %s", owner, origin)
+				continue
+			}
+			if has, seen := cname[owner]; seen && has != (t == dns.TypeCNAME) {
+				v.errorf(rp, "%s has a CNAME and other data (RFC 1034 §3.6.2)", owner)
+				continue
+			}
+			cname[owner] = t == dns.TypeCNAME
 			z.RRs = append(z.RRs, rr)
 		}
 	}
