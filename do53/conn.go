@@ -38,6 +38,8 @@ type conn struct {
 
 	handlers   sync.WaitGroup
 	inflight   atomic.Int32 // queries read and not yet answered
+	queued     atomic.Int64 // bytes handed to the writer and not yet written
+	slow       atomic.Bool  // closed for not reading its answers
 	lastActive atomic.Int64 // unix nanoseconds of the last frame read or written
 }
 
@@ -210,15 +212,8 @@ func (c *conn) query(raw []byte) {
 	if c.s.wire != nil && c.wireAnswer(raw, start) {
 		return
 	}
-	select {
-	case c.sem <- struct{}{}:
-	default:
-		c.flush() // about to wait: let the answers go first
-		select {
-		case c.sem <- struct{}{}:
-		case <-c.ctx.Done():
-			return
-		}
+	if !c.acquire() {
+		return
 	}
 	bp := c.s.getBuf()
 	*bp = append((*bp)[:0], raw...)
@@ -227,9 +222,45 @@ func (c *conn) query(raw []byte) {
 	go c.handle(bp, start)
 }
 
+// acquire takes a connection slot and a server slot for a slow-path query,
+// first handing the gathered answers to the writer if it has to wait. It
+// reports false when the connection is closing, or closes it when no server
+// slot frees within IdleTimeout.
+func (c *conn) acquire() bool {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		c.flush()
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	select {
+	case c.s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	c.flush()
+	t := time.NewTimer(c.s.cfg.IdleTimeout)
+	defer t.Stop()
+	select {
+	case c.s.slots <- struct{}{}:
+		return true
+	case <-c.ctx.Done():
+	case <-t.C:
+		c.s.cfg.Metrics.Dropped(c.s.cfg.Transport, DropOverload)
+		c.close()
+	}
+	<-c.sem
+	return false
+}
+
 // handle runs the slow path for the query in *bp and reuses *bp for the answer.
 func (c *conn) handle(bp *[]byte, start time.Time) {
 	defer func() {
+		<-c.s.slots
 		<-c.sem
 		c.inflight.Add(-1)
 		c.lastActive.Store(time.Now().UnixNano())
@@ -260,7 +291,21 @@ func appendFrame(b, wire []byte) []byte {
 	return b
 }
 
+// send queues f for the writer, or closes the connection if the client
+// leaves more than MaxQueued bytes unread.
 func (c *conn) send(f *[]byte) {
+	n := int64(len(*f))
+	if c.queued.Add(n) > int64(c.s.cfg.MaxQueued) {
+		c.queued.Add(-n)
+		c.s.putBuf(f)
+		if c.slow.CompareAndSwap(false, true) {
+			c.s.cfg.Metrics.Dropped(c.s.cfg.Transport, DropSlowReader)
+			c.s.cfg.Logger.Debug("closing connection of a client not reading", "listener", c.s.cfg.Listener,
+				"client", c.q.Client.String())
+			c.close()
+		}
+		return
+	}
 	select {
 	case c.out <- f:
 	case <-c.ctx.Done():
@@ -283,6 +328,7 @@ func (c *conn) writeLoop() {
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		_, err := c.nc.Write(*f)
+		c.queued.Add(-int64(len(*f)))
 		c.s.putBuf(f)
 		if err != nil {
 			failed = true

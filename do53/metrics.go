@@ -16,13 +16,14 @@ import (
 type DropReason uint8
 
 const (
-	DropMalformed DropReason = iota // not a DNS query (ParseQuery's ErrMalformed)
-	DropOverload                    // the listener's in-flight bound was reached
-	DropPolicy                      // the Handler returned resolver.ErrDrop
+	DropMalformed  DropReason = iota // not a DNS query (ParseQuery's ErrMalformed)
+	DropOverload                     // the listener's in-flight bound was reached
+	DropPolicy                       // the Handler returned resolver.ErrDrop
+	DropSlowReader                   // a stream client stopped reading its answers and was disconnected
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"malformed", "overload", "policy"}
+var dropNames = [numDropReasons]string{"malformed", "overload", "policy", "slow_reader"}
 
 // String is the reason's label value.
 func (r DropReason) String() string {

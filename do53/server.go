@@ -24,6 +24,8 @@ const (
 	DefaultReadTimeout      = 2 * time.Second
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultMaxConns         = 1000
+	DefaultMaxQueries       = 4096    // slow-path queries per StreamServer
+	DefaultMaxQueued        = 1 << 20 // bytes of answers waiting per connection
 )
 
 // Config is what every Do53 and stream listener needs. The zero value of each

@@ -38,13 +38,27 @@ type StreamConfig struct {
 	// the connection idle the longest is closed to admit the new one; when
 	// none is idle the new one is refused.
 	MaxConns int
+
+	// MaxQueries bounds slow-path queries in flight across all connections,
+	// so that MaxConns × MaxInFlight cannot pin memory. When it is reached a
+	// connection's reader waits for a slot (back-pressure on that client);
+	// after IdleTimeout without one the connection is closed and the query
+	// counted as overload. Queries ServeWire answers take no slot. Zero means
+	// DefaultMaxQueries.
+	MaxQueries int
+
+	// MaxQueued bounds the bytes of answers waiting to be written on one
+	// connection. A client that stops reading and lets more pile up is
+	// disconnected (counted as a "slow_reader" drop) rather than buffered
+	// for. Zero means DefaultMaxQueued.
+	MaxQueued int
 }
 
 // StreamServer serves DNS over 2-byte length-framed streams (RFC 1035
 // §4.2.2, RFC 7766): TCP for Do53 and, over a TLS listener, DoT (RFC 7858).
 //
 // Each connection has a reader goroutine, handlers running concurrently (up
-// to MaxInFlight) and a writer goroutine that serialises framed responses in
+// to MaxInFlight per connection and MaxQueries in all) and a writer goroutine that serialises framed responses in
 // the order they are ready, so a slow query never holds back fast ones (RFC
 // 7766 §6.2.1.1). Queries ServeWire answers are handled inline by the reader.
 // StreamServer is safe for concurrent use.
@@ -54,7 +68,8 @@ type StreamServer struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	bufs   sync.Pool // *[]byte frames
+	bufs   sync.Pool     // *[]byte frames
+	slots  chan struct{} // slow-path queries in flight, server-wide
 
 	mu      sync.Mutex
 	lns     map[net.Listener]struct{}
@@ -74,14 +89,17 @@ func NewStreamServer(cfg StreamConfig) (*StreamServer, error) {
 	if cfg.Transport != resolver.TCP && cfg.Transport != resolver.TLS {
 		return nil, fmt.Errorf("do53: stream transport %v is not tcp or tls", cfg.Transport)
 	}
-	if cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 || cfg.HandshakeTimeout < 0 || cfg.MaxConns < 0 {
+	if cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 || cfg.HandshakeTimeout < 0 || cfg.MaxConns < 0 || cfg.MaxQueries < 0 || cfg.MaxQueued < 0 {
 		return nil, errors.New("do53: negative StreamConfig timeout or limit")
 	}
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDefault(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDefault(&cfg.MaxConns, DefaultMaxConns)
-	s := &StreamServer{cfg: cfg, wire: cfg.wireHandler(), lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	setDefault(&cfg.MaxQueries, DefaultMaxQueries)
+	setDefault(&cfg.MaxQueued, DefaultMaxQueued)
+	s := &StreamServer{cfg: cfg, wire: cfg.wireHandler(), slots: make(chan struct{}, cfg.MaxQueries),
+		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	return s, nil
