@@ -6,7 +6,15 @@
 // change (or on [Provider.Reload], which SIGHUP triggers), so live connections
 // keep their session while new handshakes see the new certificate. With no
 // certificate configured it generates a local CA and a server certificate in
-// the state directory and reuses them on restart.
+// the state directory and reuses them on restart. Generated certificates last
+// a year and are renewed while running once their last month begins: at most
+// hourly a handshake compares the expiry with the clock and, when due, issues a
+// new pair in the background, written atomically and swapped in for new
+// handshakes; Reload renews too. Certificates from the operator's files are
+// never rewritten. The local CA lasts ten years and is never replaced while
+// running, since clients were told to trust it: Lamina warns during its last
+// year (at start and at each renewal) and replaces an expired CA at start,
+// after which clients must trust the new one.
 //
 // ECH (RFC 9849, shared mode only) uses crypto/tls's server side: X25519 keys
 // with HKDF-SHA256 and AES-128-GCM or ChaCha20-Poly1305, persisted in the state

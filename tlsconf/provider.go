@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -110,6 +112,11 @@ type Provider struct {
 	ech     *echKeySet
 	caFile  string
 	tickets *tls.Config // holds the session ticket keys all listeners share
+
+	gen        []generated  // certificates Lamina renews itself
+	renewCheck atomic.Int64 // UnixNano of the next expiry check
+	renewing   atomic.Bool  // a background renewal is running
+	renewMu    sync.Mutex   // serialises renewals (handshake-triggered and Reload)
 }
 
 // New loads or generates the certificate and ECH keys.
@@ -147,6 +154,7 @@ func New(cfg Config) (*Provider, error) {
 	if err := p.loadCerts(); err != nil {
 		return nil, err
 	}
+	p.renewCheck.Store(cfg.Now().Add(renewCheckInterval).UnixNano())
 	if ech {
 		var err error
 		p.ech, err = newECHKeySet(cfg.StateDir, cfg.ECH.PublicName, cfg.ECH.Rotate, cfg.ECH.Grace, cfg.Now, p.log.Info)
@@ -167,16 +175,23 @@ func (p *Provider) loadCerts() error {
 			return ca, nil
 		}
 		dir := filepath.Join(cfg.StateDir, "tls")
-		c, created, err := loadOrCreateCA(dir, now)
+		c, st, err := loadOrCreateCA(dir, now)
 		if err != nil {
 			return nil, fmt.Errorf("tlsconf: local CA: %w", err)
 		}
-		if created {
+		switch st {
+		case caCreated:
 			p.log.Info("generated local CA; clients must trust it", "ca", c.path)
+		case caReplaced:
+			p.log.Warn("local CA had expired; generated a new one that clients must trust instead", "ca", c.path)
+		default:
+			p.warnCA(c, now)
 		}
 		ca, p.caFile = c, c.path
 		return c, nil
 	}
+	var names []string
+	var ips []netip.Addr
 	if certPath == "" {
 		c, err := localCA()
 		if err != nil {
@@ -184,11 +199,11 @@ func (p *Provider) loadCerts() error {
 		}
 		dir := filepath.Dir(c.path)
 		certPath, keyPath = filepath.Join(dir, serverCertName), filepath.Join(dir, serverKeyName)
-		names := append([]string(nil), cfg.Names...)
+		names = append([]string(nil), cfg.Names...)
 		if cfg.ECH.PublicName != "" {
 			names = append(names, cfg.ECH.PublicName)
 		}
-		ips := append([]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}, cfg.Addrs...)
+		ips = append([]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}, cfg.Addrs...)
 		issued, err := c.ensureServerCert(certPath, keyPath, names, ips, now)
 		if err != nil {
 			return fmt.Errorf("tlsconf: issuing server certificate: %w", err)
@@ -198,6 +213,9 @@ func (p *Provider) loadCerts() error {
 	var err error
 	if p.main, err = newCertFile(certPath, keyPath, cfg.ReloadInterval, cfg.Now, p.log.Warn); err != nil {
 		return err
+	}
+	if cfg.CertFile == "" {
+		p.gen = append(p.gen, generated{ca, certPath, keyPath, names, ips, p.main})
 	}
 	pub := cfg.ECH.PublicName
 	if pub == "" || p.main.get().Leaf.VerifyHostname(pub) == nil {
@@ -217,8 +235,13 @@ func (p *Provider) loadCerts() error {
 		p.log.Warn("certificate does not cover the ECH public name; serving one from the local CA, "+
 			"which rejected ECH clients accept only if they trust it", "public_name", pub, "ca", c.path)
 	}
-	p.public, err = newCertFile(certPath, keyPath, cfg.ReloadInterval, cfg.Now, p.log.Warn)
-	return err
+	if p.public, err = newCertFile(certPath, keyPath, cfg.ReloadInterval, cfg.Now, p.log.Warn); err != nil {
+		return err
+	}
+	if cfg.ECH.CertFile == "" {
+		p.gen = append(p.gen, generated{ca, certPath, keyPath, []string{pub}, nil, p.public})
+	}
+	return nil
 }
 
 // ServerConfig returns a new tls.Config for proto: TLS 1.3 (1.2 too for DoT
@@ -251,6 +274,7 @@ func (p *Provider) ServerConfig(proto Proto) *tls.Config {
 // SNI is the ECH public name (rejected ECH, RFC 9849 §6.1.6), and the main
 // certificate otherwise, including to clients that send no SNI (dig, dnsperf).
 func (p *Provider) getCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	p.maybeRenew()
 	if p.public != nil && strings.EqualFold(strings.TrimSuffix(h.ServerName, "."), p.cfg.ECH.PublicName) {
 		return p.public.get(), nil
 	}
@@ -263,10 +287,12 @@ func (p *Provider) echKeys(*tls.ClientHelloInfo) ([]tls.EncryptedClientHelloKey,
 	return p.ech.current().tlsKeys, nil
 }
 
-// Reload re-reads the certificate files and the ECH key file now, for SIGHUP.
-// Connections already established are not affected.
+// Reload re-reads the certificate files and the ECH key file now, for SIGHUP,
+// after renewing generated certificates that are due. Connections already
+// established are not affected.
 func (p *Provider) Reload() error {
-	err := p.main.reload(true)
+	err := p.renew()
+	err = errors.Join(err, p.main.reload(true))
 	if p.public != nil {
 		err = errors.Join(err, p.public.reload(true))
 	}

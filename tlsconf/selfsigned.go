@@ -35,16 +35,31 @@ type localCA struct {
 	path string
 }
 
-func loadOrCreateCA(dir string, now time.Time) (*localCA, bool, error) {
+// caStatus says where loadOrCreateCA's CA came from.
+type caStatus int
+
+const (
+	caLoaded   caStatus = iota
+	caCreated           // there was none
+	caReplaced          // the stored one had expired
+)
+
+// loadOrCreateCA loads the CA in dir or creates one valid for ten years. An
+// expired CA is replaced, since it can no longer vouch for anything; clients
+// must then trust the new one.
+func loadOrCreateCA(dir string, now time.Time) (*localCA, caStatus, error) {
 	certPath, keyPath := filepath.Join(dir, caCertName), filepath.Join(dir, caKeyName)
+	status := caCreated
 	if cert, key, err := readPair(certPath, keyPath); err == nil && now.Before(cert.NotAfter) {
-		return &localCA{cert, key, certPath}, false, nil
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, false, err
+		return &localCA{cert, key, certPath}, caLoaded, nil
+	} else if err == nil {
+		status = caReplaced
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, 0, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
@@ -58,13 +73,13 @@ func loadOrCreateCA(dir string, now time.Time) (*localCA, bool, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	if err := writePair(certPath, keyPath, der, key); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &localCA{cert, key, certPath}, true, nil
+	return &localCA{cert, key, certPath}, status, nil
 }
 
 // ensureServerCert makes sure certPath/keyPath hold a certificate signed by ca
