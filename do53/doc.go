@@ -12,8 +12,11 @@
 // behind a slow one. RFC 7766 §6.2.1.1 asks servers to process pipelined
 // queries concurrently and allows answers out of order, and DoT (RFC 7858)
 // inherits that. StreamServer therefore frames the stream itself: one reader
-// per connection, handlers running concurrently up to a per-connection bound,
-// and one writer sending each answer as soon as it is ready. Package dot
+// per connection, handlers running concurrently up to a per-connection and a
+// server-wide bound (readers wait for a slot), and one writer sending each
+// answer as soon as it is ready; a client leaving more than MaxQueued bytes
+// of answers unread is disconnected, so slow readers cannot pin memory across
+// MaxConns connections. Package dot
 // reuses it with a TLS listener and resolver.TLS instead of duplicating it.
 // miekg/dns is used only to decode and encode messages.
 //

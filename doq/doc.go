@@ -8,7 +8,10 @@
 // queries the policy drops are reset with DOQ_REQUEST_CANCELLED; connections
 // beyond the limit are refused with DOQ_EXCESSIVE_LOAD. Stream and connection
 // limits and idle timeouts bound what a client can hold open, and the QUIC
-// handshake timeout bounds half-open handshakes.
+// handshake timeout bounds half-open handshakes. A server-wide bound on
+// queries being answered (MaxQueries) caps memory across all connections,
+// and a connection whose unread answers pass MaxQueued is closed with
+// DOQ_EXCESSIVE_LOAD.
 //
 // 0-RTT is accepted only behind a switch: DoQ queries are idempotent, but
 // 0-RTT data can be replayed (RFC 9250 §4.5). ECH works unchanged because

@@ -41,7 +41,9 @@ func start(t testing.TB, ech bool, cfg Config) *env {
 	e.h = &tlsconftest.Static{Self: func() []dns.RR {
 		return e.p.SelfRecords(tlsconf.Service{Name: tlsconftest.ServiceName, DoQPort: port})
 	}}
-	cfg.Handler = e.h
+	if cfg.Handler == nil {
+		cfg.Handler = e.h
+	}
 	cfg.TLSConfig = e.p.ServerConfig(tlsconf.DoQ)
 	if e.s, err = New(cfg); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -72,6 +73,19 @@ type Config struct {
 	// DOQ_EXCESSIVE_LOAD. Zero means do53.DefaultMaxConns.
 	MaxConns int
 
+	// MaxQueries bounds queries read and being answered across all
+	// connections, so that MaxConns × MaxStreams cannot pin memory. A
+	// stream beyond it waits for a slot (its query is not read, so QUIC
+	// flow control holds the client back); after QueryTimeout it is reset
+	// with DOQ_EXCESSIVE_LOAD. Zero means do53.DefaultMaxQueries.
+	MaxQueries int
+
+	// MaxQueued bounds the bytes of answers a connection's streams are
+	// blocked writing. A client that stops reading and lets more pile up is
+	// closed with DOQ_EXCESSIVE_LOAD (counted as a "slow_reader" drop).
+	// Zero means do53.DefaultMaxQueued.
+	MaxQueued int
+
 	// Allow0RTT accepts queries in 0-RTT data (RFC 9250 §4.5); off by default.
 	Allow0RTT bool
 }
@@ -86,6 +100,7 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
+	slots  chan struct{} // queries being answered, server-wide
 
 	mu     sync.Mutex
 	lns    map[*quic.EarlyListener]struct{}
@@ -99,7 +114,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Handler == nil || cfg.TLSConfig == nil {
 		return nil, errors.New("doq: Config.Handler and Config.TLSConfig are required")
 	}
-	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 || cfg.MaxStreams < 0 || cfg.MaxConns < 0 {
+	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 || cfg.MaxStreams < 0 || cfg.MaxConns < 0 ||
+		cfg.MaxQueries < 0 || cfg.MaxQueued < 0 {
 		return nil, errors.New("doq: negative timeout or limit")
 	}
 	if cfg.Logger == nil {
@@ -119,8 +135,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = do53.DefaultMaxConns
 	}
+	if cfg.MaxQueries == 0 {
+		cfg.MaxQueries = do53.DefaultMaxQueries
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = do53.DefaultMaxQueued
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "doq", "listener", cfg.Listener),
-		lns: map[*quic.EarlyListener]struct{}{}, conns: map[*quic.Conn]struct{}{}}
+		slots: make(chan struct{}, cfg.MaxQueries),
+		lns:   map[*quic.EarlyListener]struct{}{}, conns: map[*quic.Conn]struct{}{}}
 	var err error
 	s.resp, err = do53.NewResponder(do53.Config{
 		Handler: cfg.Handler, Logger: s.log, Metrics: cfg.Metrics,
@@ -211,7 +234,7 @@ func (s *Server) track(c *quic.Conn) bool {
 
 // serveConn accepts streams until the connection ends or the server stops;
 // each stream is one query, answered concurrently (the stream limit bounds
-// how many). It closes the connection once its streams are answered: on
+// how many per connection, MaxQueries in all). It closes the connection once its streams are answered: on
 // Shutdown that tells the client with DOQ_NO_ERROR; a connection already
 // gone ignores it.
 func (s *Server) serveConn(c *quic.Conn) {
@@ -227,6 +250,7 @@ func (s *Server) serveConn(c *quic.Conn) {
 	}()
 	base := resolver.Query{Transport: resolver.QUIC, Listener: s.cfg.Listener, MaxSize: 65535}
 	base.Client, base.Local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	var w writes
 	for {
 		st, err := c.AcceptStream(s.ctx)
 		if err != nil {
@@ -235,9 +259,15 @@ func (s *Server) serveConn(c *quic.Conn) {
 		streams.Add(1)
 		go func() {
 			defer streams.Done()
-			s.serveStream(c, st, base)
+			s.serveStream(c, st, base, &w)
 		}()
 	}
+}
+
+// writes is what a connection's streams share of their answers.
+type writes struct {
+	queued atomic.Int64 // bytes being written
+	slow   atomic.Bool  // closed for not reading them
 }
 
 // addrPort is a socket address as policy sees it: an IPv4 client of a
@@ -251,8 +281,8 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 // serveStream reads one length-prefixed query, answers it and closes the
-// stream (RFC 9250 §4.2).
-func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
+// stream (RFC 9250 §4.2). w is shared by the connection's streams.
+func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query, w *writes) {
 	start := time.Now()
 	st.SetReadDeadline(start.Add(s.cfg.ReadTimeout))
 	var hdr [2]byte
@@ -261,6 +291,11 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 		return
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if !s.acquire(st) {
+		return
+	}
+	defer func() { <-s.slots }()
+	st.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	raw := make([]byte, n)
 	if _, err := io.ReadFull(st, raw); err != nil {
 		s.streamReadFailed(c, st, err)
@@ -297,7 +332,19 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 		frame = append(frame, wire...) // too large for frame: packed elsewhere
 	}
 	binary.BigEndian.PutUint16(frame, uint16(len(wire)))
-	if _, err := st.Write(frame); err != nil {
+	size := int64(len(frame))
+	if w.queued.Add(size) > int64(s.cfg.MaxQueued) {
+		w.queued.Add(-size)
+		if w.slow.CompareAndSwap(false, true) {
+			s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropSlowReader)
+			s.log.Debug("closing connection", "reason", "client not reading")
+			c.CloseWithError(ExcessiveLoad, "answers not read")
+		}
+		return
+	}
+	_, err = st.Write(frame)
+	w.queued.Add(-size)
+	if err != nil {
 		st.CancelRead(RequestCancelled)
 		return
 	}
@@ -305,6 +352,29 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query) {
 	// A client that sent more than one message on the stream gets no more
 	// answers; stop it sending.
 	st.CancelRead(NoError)
+}
+
+// acquire takes a server slot for st's query, waiting up to QueryTimeout;
+// it resets st with DOQ_EXCESSIVE_LOAD if none frees.
+func (s *Server) acquire(st *quic.Stream) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueryTimeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-st.Context().Done():
+		return false
+	case <-t.C:
+	}
+	s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropOverload)
+	st.CancelRead(ExcessiveLoad)
+	st.CancelWrite(ExcessiveLoad)
+	return false
 }
 
 // streamReadFailed handles a stream that did not deliver a whole query: a
@@ -325,53 +395,4 @@ func (s *Server) streamReadFailed(c *quic.Conn, st *quic.Stream, err error) {
 func (s *Server) protocolError(c *quic.Conn, why string) {
 	s.log.Debug("closing connection", "reason", why)
 	c.CloseWithError(ProtocolError, why)
-}
-
-// Shutdown stops accepting connections and streams, then waits for streams
-// in progress to be answered or for ctx to end; remaining connections are
-// closed with DOQ_NO_ERROR.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	s.mu.Unlock()
-	s.cancel() // stops Accept and AcceptStream; answering streams finish
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	s.closeConns()
-	<-done
-	return err
-}
-
-// Close closes listeners and connections at once.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	s.mu.Unlock()
-	s.cancel()
-	s.closeConns()
-	s.wg.Wait()
-	return nil
-}
-
-func (s *Server) closeConns() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.CloseWithError(NoError, "")
-	}
 }
