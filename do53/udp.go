@@ -14,9 +14,10 @@ import (
 
 // Server serves Do53 over UDP on one or more sockets (see ListenUDP).
 //
-// Each socket has one reader goroutine. A query the Handler's ServeWire
-// answers is handled inline on that goroutine with per-socket buffers and no
-// allocation; any other query is decoded and handled on its own goroutine,
+// Each socket has one reader goroutine, which reads queries in batches (see
+// readBatch). A query the Handler's ServeWire answers is handled inline on
+// that goroutine with per-socket buffers, its answer sent with the batch's
+// others; any other query is decoded and handled on its own goroutine,
 // bounded by Config.MaxInFlight. Server is safe for concurrent use.
 type Server struct {
 	cfg  Config
@@ -100,75 +101,98 @@ type peer struct {
 	oob   []byte         // PKTINFO selecting the reply's source address, or empty
 }
 
-// read is a socket's reader loop.
+// reader is one socket's state, owned by its reader goroutine.
+type reader struct {
+	s     *Server
+	pc    net.PacketConn
+	uc    *net.UDPConn // pc, when it is one
+	pk    pktinfo
+	local netip.AddrPort
+	q     resolver.Query // reused for every fast-path query
+}
+
+func (s *Server) newReader(pc net.PacketConn) *reader {
+	r := &reader{s: s, pc: pc, local: addrPort(pc.LocalAddr())}
+	r.uc, _ = pc.(*net.UDPConn)
+	if r.uc != nil {
+		r.pk = enablePktinfo(r.uc)
+	}
+	r.q = resolver.Query{Local: r.local, Transport: resolver.UDP, Listener: s.cfg.Listener}
+	return r
+}
+
+// read is a socket's reader loop: batched on a *net.UDPConn (readBatch),
+// one datagram at a time on any other net.PacketConn.
 func (s *Server) read(pc net.PacketConn) error {
-	uc, _ := pc.(*net.UDPConn)
-	var pk pktinfo
-	if uc != nil {
-		pk = enablePktinfo(uc)
+	r := s.newReader(pc)
+	if r.uc != nil {
+		return r.readBatch()
 	}
 	rbuf := make([]byte, 65535)
 	wbuf := make([]byte, 0, udpBufSize)
-	oob := make([]byte, oobSize)
-	woob := make([]byte, oobSize)
-	local := addrPort(pc.LocalAddr())
-	q := resolver.Query{Local: local, Transport: resolver.UDP, Listener: s.cfg.Listener}
 	failures := 0
 	for {
-		var (
-			n, oobn int
-			p       peer
-			err     error
-		)
-		switch {
-		case pk.on:
-			n, oobn, _, p.addr, err = uc.ReadMsgUDPAddrPort(rbuf, oob)
-		case uc != nil:
-			n, p.addr, err = uc.ReadFromUDPAddrPort(rbuf)
-		default:
-			if n, p.naddr, err = pc.ReadFrom(rbuf); err == nil {
-				p.addr = addrPort(p.naddr)
-			}
-		}
+		var p peer
+		n, addr, err := pc.ReadFrom(rbuf)
 		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// A transient error (ENOBUFS, an ICMP error surfaced by the
-			// kernel): back off briefly; give up only if it persists.
-			if failures++; failures > 100 {
+			if done, err := r.readFailed(err, &failures); done {
 				return err
 			}
-			s.cfg.Logger.Warn("udp read failed", "listener", s.cfg.Listener, "err", err)
-			time.Sleep(time.Duration(failures) * time.Millisecond)
 			continue
 		}
 		failures = 0
-		start := time.Now()
-		raw := rbuf[:n]
-		// Never answer a response: any reply to it can be used to reflect
-		// and amplify traffic towards a spoofed source.
-		if n < headerLen || raw[2]&0x80 != 0 {
-			s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
-			continue
+		p.naddr, p.addr = addr, addrPort(addr)
+		if resp, ok := r.handle(rbuf[:n], nil, &p, nil, wbuf[:0], time.Now()); ok {
+			s.write(pc, nil, resp, &p)
 		}
-		if pk.on {
-			dst, ifindex := pk.dst(oob[:oobn])
-			q.Local = local
-			if dst.IsValid() {
-				q.Local = netip.AddrPortFrom(dst.Unmap(), local.Port())
-			}
-			p.oob = pk.src(woob, dst, ifindex)
-		}
-		q.Client = unmap(p.addr)
-		if s.wire != nil {
-			if resp, ok := s.cfg.tryWire(s.wire, &q, raw, wbuf[:0], start); ok {
-				s.write(pc, uc, resp, &p)
-				continue
-			}
-		}
-		s.slow(pc, uc, raw, p, q.Client, q.Local, start)
 	}
+}
+
+// readFailed says whether a read error ends the reader loop, and with which
+// error: nil when the socket is closing, err when it keeps failing. A
+// transient error (ENOBUFS, an ICMP error surfaced by the kernel) costs a
+// brief pause.
+func (r *reader) readFailed(err error, failures *int) (done bool, _ error) {
+	if r.s.closing.Load() || errors.Is(err, net.ErrClosed) {
+		return true, nil
+	}
+	if *failures++; *failures > 100 {
+		return true, err
+	}
+	r.s.cfg.Logger.Warn("udp read failed", "listener", r.s.cfg.Listener, "err", err)
+	time.Sleep(time.Duration(*failures) * time.Millisecond)
+	return false, nil
+}
+
+// handle runs one datagram raw from p, whose control messages are oob:
+// a fast-path answer, appended to dst, is returned for the caller to send;
+// anything else is dropped or handed to slow. woob is where p.oob, the
+// reply's PKTINFO, is built; it must outlive the reply's write.
+func (r *reader) handle(raw, oob []byte, p *peer, woob, dst []byte, start time.Time) ([]byte, bool) {
+	s := r.s
+	// Never answer a response: any reply to it can be used to reflect and
+	// amplify traffic towards a spoofed source.
+	if len(raw) < headerLen || raw[2]&0x80 != 0 {
+		s.cfg.Metrics.Dropped(resolver.UDP, DropMalformed)
+		return nil, false
+	}
+	q := &r.q
+	if r.pk.on {
+		to, ifindex := r.pk.dst(oob)
+		q.Local = r.local
+		if to.IsValid() {
+			q.Local = netip.AddrPortFrom(to.Unmap(), r.local.Port())
+		}
+		p.oob = r.pk.src(woob, to, ifindex)
+	}
+	q.Client = unmap(p.addr)
+	if s.wire != nil {
+		if resp, ok := s.cfg.tryWire(s.wire, q, raw, dst, start); ok {
+			return resp, true
+		}
+	}
+	s.slow(r.pc, r.uc, raw, *p, q.Client, q.Local, start)
+	return nil, false
 }
 
 // slow hands a query to a goroutine, or drops it when MaxInFlight is reached.
