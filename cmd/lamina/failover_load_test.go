@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,8 +10,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/laminadns/lamina/internal/testenv"
 )
 
 // TestFailoverUnderLoad is issue 5's failover case over an encrypted
@@ -23,7 +19,6 @@ import (
 // upstream is back (probed up) it is used again.
 func TestFailoverUnderLoad(t *testing.T) {
 	t.Parallel()
-	dnsperf := testenv.Tool(t, "dnsperf")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state") // one local CA for both servers
 	server := func(name, ip string) (cfg, udp, dot string) {
@@ -73,15 +68,7 @@ routes: [{zone: ., group: g}]
 	if err := os.WriteFile(qfile, []byte(queries.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(addr)
-	perf := exec.Command(dnsperf, "-s", host, "-p", port, "-d", qfile, "-Q", "400", "-l", "6", "-t", "3")
-	out := &syncBuffer{}
-	perf.Stdout, perf.Stderr = out, out
-	if err := perf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	perfDone := make(chan error, 1)
-	go func() { perfDone <- perf.Wait() }()
+	perf := startDnsperf(t, addr, qfile, "-Q", "400", "-l", "6", "-t", "3")
 
 	time.Sleep(1500 * time.Millisecond)
 	a.cmd.Process.Kill() // the first upstream dies mid-run
@@ -89,27 +76,7 @@ routes: [{zone: ., group: g}]
 	time.Sleep(2 * time.Second)
 	startLamina(t, aUDP, "-config", aCfg) // and comes back on the same address
 
-	select {
-	case err := <-perfDone:
-		if err != nil {
-			t.Fatalf("dnsperf: %v\n%s", err, out)
-		}
-	case <-time.After(30 * time.Second):
-		perf.Process.Kill()
-		t.Fatalf("dnsperf did not finish:\n%s", out)
-	}
-	sent := regexp.MustCompile(`Queries sent:\s+(\d+)`).FindStringSubmatch(out.String())
-	lost := regexp.MustCompile(`Queries lost:\s+(\d+)`).FindStringSubmatch(out.String())
-	if sent == nil || lost == nil {
-		t.Fatalf("cannot parse dnsperf output:\n%s", out)
-	}
-	t.Logf("dnsperf: %s sent, %s lost across the failure and recovery", sent[1], lost[1])
-	if lost[1] != "0" || atoi(sent[1]) < 1000 {
-		t.Errorf("dnsperf sent %s, lost %s; want ≥ 1000 sent, 0 lost:\n%s", sent[1], lost[1], out)
-	}
-	if !strings.Contains(out.String(), "Response codes:       NOERROR "+sent[1]+" (100.00%)") {
-		t.Errorf("answers other than NOERROR across the failover:\n%s", out)
-	}
+	perf.wait(t, 30*time.Second, 1000, "across the failure and recovery")
 	// The second upstream did take over while the first was down.
 	okB := regexp.MustCompile(`lamina_upstream_exchanges_total\{result="ok",upstream="tls://` + regexp.QuoteMeta(bDoT) + `"\} (\d+)`).FindStringSubmatch(client.metrics(t))
 	if okB == nil || atoi(okB[1]) == 0 {

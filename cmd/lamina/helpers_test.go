@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,4 +258,55 @@ func writeConfig(t *testing.T, text string) string {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// perfRun is a dnsperf run in the background against a Lamina listener.
+type perfRun struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+// startDnsperf runs dnsperf against addr with the query file and args (rate,
+// length, …); wait collects its result.
+func startDnsperf(t *testing.T, addr, qfile string, args ...string) *perfRun {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	r := &perfRun{out: &syncBuffer{}, done: make(chan error, 1)}
+	r.cmd = exec.Command(testenv.Tool(t, "dnsperf"), append([]string{"-s", host, "-p", port, "-d", qfile}, args...)...)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	return r
+}
+
+// wait waits for dnsperf (at most limit) and checks that it sent at least
+// minSent queries, lost none and got NOERROR for every one; what happened is
+// described by during, for the messages.
+func (r *perfRun) wait(t *testing.T, limit time.Duration, minSent int, during string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("dnsperf: %v\n%s", err, r.out)
+		}
+	case <-time.After(limit):
+		r.cmd.Process.Kill()
+		t.Fatalf("dnsperf did not finish:\n%s", r.out)
+	}
+	out := r.out.String()
+	sent := regexp.MustCompile(`Queries sent:\s+(\d+)`).FindStringSubmatch(out)
+	lost := regexp.MustCompile(`Queries lost:\s+(\d+)`).FindStringSubmatch(out)
+	if sent == nil || lost == nil {
+		t.Fatalf("cannot parse dnsperf output:\n%s", out)
+	}
+	t.Logf("dnsperf: %s queries sent, %s lost %s", sent[1], lost[1], during)
+	if lost[1] != "0" || atoi(sent[1]) < minSent {
+		t.Errorf("dnsperf sent %s, lost %s %s; want ≥ %d sent, 0 lost:\n%s", sent[1], lost[1], during, minSent, out)
+	}
+	if !strings.Contains(out, "Response codes:       NOERROR "+sent[1]+" (100.00%)") {
+		t.Errorf("answers other than NOERROR %s:\n%s", during, out)
+	}
 }

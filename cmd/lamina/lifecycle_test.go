@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/laminadns/lamina/internal/testenv"
 )
 
 // TestReloadUnderLoad sends SIGHUP four times while dnsperf runs at 500 qps:
@@ -23,7 +21,6 @@ import (
 // old config keeps serving) and a new TCP listener. dnsperf must lose nothing.
 func TestReloadUnderLoad(t *testing.T) {
 	t.Parallel()
-	dnsperf := testenv.Tool(t, "dnsperf")
 	one := startNSD(t, map[string]string{"load.test.": "* IN A 10.0.0.1\n"})
 	two := startNSD(t, map[string]string{"other.test.": "* IN A 10.0.0.2\n"})
 	addr := freeAddr(t)
@@ -49,15 +46,7 @@ local_zones: [{name: lab.test, records: ["a IN A 10.9.0.1"]}]
 	if err := os.WriteFile(qfile, []byte(queries.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(addr)
-	perf := exec.Command(dnsperf, "-s", host, "-p", port, "-d", qfile, "-Q", "500", "-l", "5", "-t", "3")
-	out := &syncBuffer{}
-	perf.Stdout, perf.Stderr = out, out
-	if err := perf.Start(); err != nil {
-		t.Fatal(err)
-	}
-	perfDone := make(chan error, 1)
-	go func() { perfDone <- perf.Wait() }()
+	perf := startDnsperf(t, addr, qfile, "-Q", "500", "-l", "5", "-t", "3")
 
 	tcpAddr := freeAddr(t)
 	steps := []struct{ text, log string }{
@@ -99,27 +88,7 @@ local_zones: [{name: lab.test, records: ["a IN A 10.9.0.1"]}]
 			}
 		}
 	}
-	select {
-	case err := <-perfDone:
-		if err != nil {
-			t.Fatalf("dnsperf: %v\n%s", err, out)
-		}
-	case <-time.After(20 * time.Second):
-		perf.Process.Kill()
-		t.Fatalf("dnsperf did not finish:\n%s", out)
-	}
-	sent := regexp.MustCompile(`Queries sent:\s+(\d+)`).FindStringSubmatch(out.String())
-	lost := regexp.MustCompile(`Queries lost:\s+(\d+)`).FindStringSubmatch(out.String())
-	if sent == nil || lost == nil {
-		t.Fatalf("cannot parse dnsperf output:\n%s", out)
-	}
-	t.Logf("dnsperf: %s queries sent, %s lost across 4 reloads", sent[1], lost[1])
-	if lost[1] != "0" || atoi(sent[1]) < 1500 {
-		t.Errorf("dnsperf sent %s, lost %s; want ≥ 1500 sent, 0 lost:\n%s", sent[1], lost[1], out)
-	}
-	if !strings.Contains(out.String(), "Response codes:       NOERROR "+sent[1]+" (100.00%)") {
-		t.Errorf("answers other than NOERROR during the reloads:\n%s", out)
-	}
+	perf.wait(t, 20*time.Second, 1500, "across 4 reloads")
 	if !strings.Contains(p.out.String(), "bogus_key: unknown key") {
 		t.Errorf("the broken config's error was not logged with its location")
 	}
