@@ -159,3 +159,41 @@ func TestUDPBatchOversizedQuery(t *testing.T) {
 		t.Fatalf("malformed drops = %v, want 2", n)
 	}
 }
+
+// BenchmarkUDPBurst has each parallel client keep a window of queries in
+// flight (send 32, read 32), the load under which the reader batches; the
+// ping-pong BenchmarkUDP sees batches of one.
+func BenchmarkUDPBurst(b *testing.B) {
+	_, addr := startUDP(b, Config{Handler: benchHandler(b, true)})
+	q := pack(b, query("bench.example.", dns.TypeA))
+	const window = 32
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b, cpuTime())
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 512)
+		for more := true; more; {
+			sent := 0
+			for ; sent < window && pb.Next(); sent++ {
+				if _, err := c.Write(q); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			more = sent == window
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			for range sent {
+				if _, err := c.Read(buf); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+}
