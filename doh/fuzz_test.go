@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/laminadns/lamina/doh/h2"
 	"github.com/laminadns/lamina/tlsconf/tlsconftest"
 )
 
@@ -62,7 +63,7 @@ func FuzzMinTTL(f *testing.F) {
 	b, _ := m.Pack()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ttl, ok := minTTL(b)
+		ttl, ok := h2.MinTTL(b)
 		var m dns.Msg
 		if m.Unpack(b) == nil && ok {
 			for _, rr := range append(append(m.Answer, m.Ns...), m.Extra...) {

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/doh/h2"
 	"github.com/laminadns/lamina/resolver"
 )
 
@@ -113,7 +114,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		ct = mimeDNSJSON
 	}
 	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Cache-Control", cacheControl(wire))
+	w.Header().Set("Cache-Control", h2.CacheControl(wire))
 	w.Write(body)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/laminadns/lamina/do53"
+	"github.com/laminadns/lamina/doh/h2"
 	"github.com/laminadns/lamina/resolver"
 )
 
@@ -272,21 +273,8 @@ func (s *Server) serveDoH(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", mimeDNSMessage)
 	h.Set("Content-Length", strconv.Itoa(len(wire)))
-	h.Set("Cache-Control", cacheControl(wire))
+	h.Set("Cache-Control", h2.CacheControl(wire))
 	w.Write(wire)
-}
-
-// cacheControl follows RFC 8484 §5.1: freshness no longer than the smallest
-// TTL; error responses are not stored.
-func cacheControl(wire []byte) string {
-	switch wire[3] & 0xF {
-	case 0, 3: // NOERROR, NXDOMAIN
-		if ttl, ok := minTTL(wire); ok {
-			return "max-age=" + strconv.FormatUint(uint64(ttl), 10)
-		}
-		return "max-age=0"
-	}
-	return "no-store"
 }
 
 func (s *Server) fail(w http.ResponseWriter, err error) {

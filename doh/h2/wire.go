@@ -45,12 +45,13 @@ func decodeParam(dst []byte, v string) ([]byte, bool) {
 	return dst[:n], err == nil
 }
 
-// cacheControl follows RFC 8484 §5.1: freshness no longer than the
-// smallest TTL; error responses are not stored.
-func cacheControl(wire []byte) string {
+// CacheControl is the Cache-Control value for a packed DoH answer, shared
+// with package doh's HTTP/1.1, HTTP/3 and JSON paths: RFC 8484 §5.1,
+// freshness no longer than the smallest TTL; error responses are not stored.
+func CacheControl(wire []byte) string {
 	switch wire[3] & 0xF {
 	case dns.RcodeSuccess, dns.RcodeNameError:
-		ttl, ok := minTTL(wire)
+		ttl, ok := MinTTL(wire)
 		if !ok {
 			return "max-age=0"
 		}
@@ -71,9 +72,9 @@ var maxAge = func() (a [3601]string) {
 	return a
 }()
 
-// minTTL is the smallest TTL of a packed message's records, OPT excluded;
+// MinTTL is the smallest TTL of a packed message's records, OPT excluded;
 // ok is false when it has none or does not parse.
-func minTTL(wire []byte) (ttl uint32, ok bool) {
+func MinTTL(wire []byte) (ttl uint32, ok bool) {
 	if len(wire) < 12 {
 		return 0, false
 	}

@@ -60,7 +60,7 @@ func (c *conn) writeDNSLocked(s *stream, id uint32, wire []byte) {
 	c.field(":status", "200")
 	c.field("content-type", mimeDNSMessage)
 	c.field("content-length", contentLength(len(wire)))
-	c.field("cache-control", cacheControl(wire))
+	c.field("cache-control", CacheControl(wire))
 	if c.s.cfg.AltSvc != nil {
 		if v := c.s.cfg.AltSvc(); v != "" {
 			c.field("alt-svc", v)
