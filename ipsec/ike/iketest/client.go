@@ -95,44 +95,7 @@ func (l *Lab) StrongSwanClient(t testing.TB, g Gateway) string {
 	dir := filepath.Join(l.dir, "client2")
 	os.MkdirAll(dir, 0o700)
 	vici := "unix://" + filepath.Join(dir, "charon.vici")
-	conf := fmt.Sprintf(`charon {
-  install_routes = no
-  plugins {
-    vici {
-      socket = %s
-    }
-    kernel-libipsec {
-      load = yes
-    }
-    kernel-netlink {
-      load = yes
-    }
-    bypass-lan {
-      load = no
-    }
-    forecast {
-      load = no
-    }
-    farp {
-      load = no
-    }
-    dhcp {
-      load = no
-    }
-    tpm {
-      load = no
-    }
-  }
-  filelog {
-    stderr {
-      default = 1
-    }
-  }
-}
-swanctl {
-  socket = %s
-}
-`, vici, vici)
+	conf := charonConf(vici, "", "")
 	sw := fmt.Sprintf(`connections {
   c {
     version = 2

@@ -295,50 +295,7 @@ func (l *Lab) WaitLog(ctx context.Context, s string) bool {
 func (l *Lab) writeConfigs(t testing.TB, g Gateway) {
 	t.Helper()
 	vici := "unix://" + filepath.Join(l.dir, "charon.vici")
-	ss := fmt.Sprintf(`charon {
-  port = 500
-  port_nat_t = 4500
-  install_routes = no
-  retransmit_timeout = 1
-  retransmit_tries = 3
-%s
-  plugins {
-    vici {
-      socket = %s
-    }
-    kernel-libipsec {
-      load = yes
-    }
-    kernel-netlink {
-      load = yes
-    }
-    bypass-lan {
-      load = no
-    }
-    forecast {
-      load = no
-    }
-    farp {
-      load = no
-    }
-    dhcp {
-      load = no
-    }
-    tpm {
-      load = no
-    }
-  }
-  filelog {
-    stderr {
-      default = 1
-      ike = 2
-    }
-  }
-}
-swanctl {
-  socket = %s
-}
-`, g.CharonExtra, vici, vici)
+	ss := charonConf(vici, "  port = 500\n  port_nat_t = 4500\n  retransmit_timeout = 1\n  retransmit_tries = 3\n"+g.CharonExtra, "      ike = 2\n")
 	var remoteTS, pools, poolDef, certs string
 	localTS := Internal.String()
 	nsdV6 := ""
@@ -445,4 +402,50 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// charonConf is a strongswan.conf for one userspace charon in a test
+// namespace (kernel-libipsec, the route-hijacking plugins off, its own vici
+// socket; see the interop notes §11). extra goes into the charon section and
+// logExtra into its stderr log settings.
+func charonConf(vici, extra, logExtra string) string {
+	return fmt.Sprintf(`charon {
+  install_routes = no
+%s
+  plugins {
+    vici {
+      socket = %s
+    }
+    kernel-libipsec {
+      load = yes
+    }
+    kernel-netlink {
+      load = yes
+    }
+    bypass-lan {
+      load = no
+    }
+    forecast {
+      load = no
+    }
+    farp {
+      load = no
+    }
+    dhcp {
+      load = no
+    }
+    tpm {
+      load = no
+    }
+  }
+  filelog {
+    stderr {
+      default = 1
+%s    }
+  }
+}
+swanctl {
+  socket = %s
+}
+`, extra, vici, logExtra, vici)
 }
