@@ -121,13 +121,14 @@ func (s *Server) newReader(pc net.PacketConn) *reader {
 	return r
 }
 
-// read is a socket's reader loop: batched on a *net.UDPConn (readBatch),
-// one datagram at a time on any other net.PacketConn.
+// read runs a socket's reader loop (see loop).
 func (s *Server) read(pc net.PacketConn) error {
-	r := s.newReader(pc)
-	if r.uc != nil {
-		return r.readBatch()
-	}
+	return s.newReader(pc).loop()
+}
+
+// readEach reads and answers one datagram at a time.
+func (r *reader) readEach() error {
+	s, pc := r.s, r.pc
 	rbuf := make([]byte, 65535)
 	wbuf := make([]byte, 0, udpBufSize)
 	failures := 0
@@ -143,7 +144,7 @@ func (s *Server) read(pc net.PacketConn) error {
 		failures = 0
 		p.naddr, p.addr = addr, addrPort(addr)
 		if resp, ok := r.handle(rbuf[:n], nil, &p, nil, wbuf[:0], time.Now()); ok {
-			s.write(pc, nil, resp, &p)
+			s.write(pc, r.uc, resp, &p)
 		}
 	}
 }
