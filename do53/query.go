@@ -190,3 +190,25 @@ func scanQuery(raw []byte) (w wireInfo, ok bool) {
 	}
 	return w, true
 }
+
+// HasKeepalive reports whether raw, a query, carries the edns-tcp-keepalive
+// option (RFC 7828), which RFC 9250 §5.5.2 forbids on DoQ, where it is a
+// protocol error. The scan does not allocate for plain queries; anything
+// unusual is decoded.
+func HasKeepalive(raw []byte) bool {
+	if w, ok := scanQuery(raw); ok {
+		return w.keepalive
+	}
+	m := new(dns.Msg)
+	if m.Unpack(raw) != nil {
+		return false
+	}
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if o.Option() == dns.EDNS0TCPKEEPALIVE {
+				return true
+			}
+		}
+	}
+	return false
+}

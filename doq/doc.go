@@ -4,7 +4,8 @@
 //
 // Protocol errors close the connection with the RFC 9250 §4.3 codes
 // (DOQ_PROTOCOL_ERROR for a non-zero Message ID, a truncated or oversized
-// message, a message that is not a query, or a unidirectional stream);
+// message, a message that is not a query, a query carrying edns-tcp-keepalive,
+// or a unidirectional stream);
 // queries the policy drops are reset with DOQ_REQUEST_CANCELLED; connections
 // beyond the limit are refused with DOQ_EXCESSIVE_LOAD. Stream and connection
 // limits and idle timeouts bound what a client can hold open, and the QUIC

@@ -150,11 +150,12 @@ func TestQuery(t *testing.T) {
 			t.Fatalf("answer %v", r)
 		}
 	}
-	// Padded query, padded answer (RFC 8467); no keepalive over DoQ.
+	// Padded query, padded answer (RFC 8467), and no keepalive offered
+	// (RFC 9250 §5.5.2; a query carrying it is a protocol error, see
+	// TestProtocolErrors).
 	q := query(tlsconftest.SiteName, dns.TypeA)
 	q.SetEdns0(1232, false)
-	q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 30)},
-		&dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+	q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 30)})
 	raw, _ := q.Pack()
 	b, err := exchange(c, raw)
 	if err != nil {
@@ -183,11 +184,21 @@ func TestProtocolErrors(t *testing.T) {
 	resp := good.Copy()
 	resp.Response = true
 	rb, _ := resp.Pack()
+	ka := good.Copy()
+	ka.SetEdns0(1232, false)
+	ka.IsEdns0().Option = append(ka.IsEdns0().Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+	kb, _ := ka.Pack()
+	// The same after another additional record: not what the fast scan
+	// takes, so the decoder must find the option.
+	ka.Extra = append([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{"x"}}}, ka.Extra...)
+	kc, _ := ka.Pack()
 	for name, raw := range map[string][]byte{
-		"non-zero ID":   nz,
-		"garbage":       []byte{0, 0, 1, 2, 3},
-		"response":      rb,
-		"short message": {0, 0},
+		"non-zero ID":        nz,
+		"keepalive":          kb,
+		"keepalive, decoded": kc,
+		"garbage":            []byte{0, 0, 1, 2, 3},
+		"response":           rb,
+		"short message":      {0, 0},
 	} {
 		c := e.mustDial(t, nil)
 		_, err := exchange(c, raw)

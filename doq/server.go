@@ -308,6 +308,13 @@ func (s *Server) serveStream(c *quic.Conn, st *quic.Stream, q resolver.Query, w 
 		s.protocolError(c, "non-zero message ID")
 		return
 	}
+	if do53.HasKeepalive(raw) {
+		// RFC 9250 §4.3.3 and §5.5.2: edns-tcp-keepalive belongs to TCP
+		// and DoT; on DoQ it is a protocol error.
+		s.cfg.Metrics.Dropped(resolver.QUIC, do53.DropMalformed)
+		s.protocolError(c, "edns-tcp-keepalive")
+		return
+	}
 	// The state is read per stream: with 0-RTT the first streams can
 	// arrive before the handshake completes.
 	cs := c.ConnectionState().TLS
