@@ -128,17 +128,32 @@ routes: [{zone: ., group: g}]
 		t.Fatalf("cache entries after 3 names: %d", n)
 	}
 
+	answered := metricSum(p.metrics(t), "lamina_resolver_responses_total")
+	routed := metricSum(p.metrics(t), "lamina_route_queries_total", `route="."`)
+	if answered < 3 || routed != 3 {
+		t.Fatalf("before reload: %v responses, %v queries routed to ., want >= 3 and 3", answered, routed)
+	}
+
 	p.signal(t, syscall.SIGHUP)
 	p.waitLog(t, "configuration reloaded", 5*time.Second)
 	if n := cacheEntries(t, p); n != 3 {
 		t.Errorf("cache entries after a reload with the same cache settings: %d, want 3", n)
+	}
+	// Counters run on across the reload instead of restarting at zero.
+	mustExchange(t, addr, "udp", "n3.c.test", dns.TypeA)
+	m := p.metrics(t)
+	if got := metricSum(m, "lamina_resolver_responses_total"); got < answered+1 {
+		t.Errorf("responses counted after reload and one query: %v, want >= %v", got, answered+1)
+	}
+	if got := metricSum(m, "lamina_route_queries_total", `route="."`); got != routed+1 {
+		t.Errorf("queries routed to . after reload and one query: %v, want %v", got, routed+1)
 	}
 
 	base := "http://" + p.admin
 	if code, body := post(t, base+"/cache/flush?name=n1.c.test"); code != 200 || !strings.Contains(body, "flushed 1") {
 		t.Errorf("flush one name: %d %q", code, body)
 	}
-	if n := cacheEntries(t, p); n != 2 {
+	if n := cacheEntries(t, p); n != 3 {
 		t.Errorf("after flushing one name: %d entries", n)
 	}
 	if code, _ := post(t, base+"/cache/flush"); code != 200 {

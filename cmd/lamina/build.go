@@ -32,10 +32,6 @@ type generation struct {
 	res    *resolver.Resolver
 	groups []upstream.Upstream
 	cache  *cache.Cache
-	// reg holds the resolver's metrics. The resolver registers its collectors
-	// in New and fails on duplicates, so each generation gets its own registry,
-	// gathered by /metrics while the generation serves.
-	reg *prometheus.Registry
 }
 
 // shared is what outlives generations: the process registry, the metrics of
@@ -54,7 +50,7 @@ type shared struct {
 // build makes a generation from a validated config. prev, when not nil, is
 // the generation being replaced; its cache is reused if cache settings match.
 func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error) {
-	g := &generation{cfg: cfg, reg: prometheus.NewRegistry()}
+	g := &generation{cfg: cfg}
 	ok := false
 	defer func() {
 		if !ok {
@@ -108,8 +104,11 @@ func build(cfg *config.Config, sh *shared, prev *generation) (*generation, error
 		MaxBackground: cfg.Resolver.MaxBackground,
 		Logger:        sh.log,
 		LogClientIP:   cfg.Logging.LogClientIP,
-		Registerer:    g.reg,
-		SelfRecords:   selfRecords(cfg, sh.tls),
+		// The process registry: a new generation's resolver takes over
+		// the collectors of the one it replaces, so counters run on
+		// across reloads rather than restart.
+		Registerer:  sh.reg,
+		SelfRecords: selfRecords(cfg, sh.tls),
 	}
 	if g.cache != nil {
 		rc.Cache = g.cache

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/laminadns/lamina/config"
 	"github.com/laminadns/lamina/do53"
@@ -119,8 +118,7 @@ func (a *app) run(cfg *config.Config) int {
 			a.stop(time.Second)
 			return exitRuntime
 		}
-		gather := prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.h.gen().reg.Gather() })}
-		a.admin = &http.Server{Handler: a.withLayers(adminHandler(&a.h, gather, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels))), ReadHeaderTimeout: 5 * time.Second}
+		a.admin = &http.Server{Handler: a.withLayers(adminHandler(&a.h, reg, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels))), ReadHeaderTimeout: 5 * time.Second}
 		go a.admin.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
 	}
