@@ -273,6 +273,13 @@ type Admin struct {
 	Address string `yaml:"address"`
 	// Disable turns the admin listener off.
 	Disable bool `yaml:"disable"`
+	// TokenFile or TokenEnv holds a bearer token that the POST endpoints
+	// (/cache/flush) require as "Authorization: Bearer TOKEN"; give at most
+	// one. Neither: POST is accepted from loopback clients only, so that an
+	// admin listener opened to a Prometheus server elsewhere cannot be used
+	// to flush the cache. Read at start.
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
 }
 
 // DefaultAdminAddress is where the admin listener binds when admin.address is

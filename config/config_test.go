@@ -93,6 +93,8 @@ func TestErrors(t *testing.T) {
 		{"rate action", minimal + "rate_limit:\n  action: block\n", "t.yaml:4: rate_limit.action: unknown action \"block\""},
 		{"log format", minimal + "logging:\n  format: xml\n", "t.yaml:4: logging.format: unknown format \"xml\""},
 		{"admin address", minimal + "admin:\n  address: nowhere\n", "t.yaml:4: admin.address: \"nowhere\" is not host:port"},
+		{"admin token twice", minimal + "admin:\n  token_file: /etc/hostname\n  token_env: T\n", "t.yaml:3: admin: give at most one of token_file and token_env"},
+		{"admin token env", minimal + "admin:\n  token_env: 1T\n", "t.yaml:4: admin.token_env: \"1T\" is not an environment variable name"},
 		{"missing cert", minimal + "tls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n", "t.yaml:4: tls.cert_file: cannot read /nonexistent/c.pem: no such file or directory"},
 		{"tunnel auth", minimal + "tunnels:\n  - name: t\n    gateway: 192.0.2.1\n    local_id: me\n    remote_subnets: [10.0.0.0/8]\n", "t.yaml:4: tunnels[0]: give exactly one of psk_file, psk_env"},
 		{"tunnel proposal", minimal + "tunnels:\n  - {name: t, gateway: 192.0.2.1, local_id: me, psk_env: K, remote_subnets: [10.0.0.0/8], esp_proposals: [aes256gcm16-md5]}\n", "unknown algorithm \"md5\""},

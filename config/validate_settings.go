@@ -102,11 +102,17 @@ func (v *validator) logging() {
 }
 
 func (v *validator) admin() {
-	if a := v.c.Admin.Address; a != "" {
-		if err := checkHostPort(a, false); err != nil {
+	a := v.c.Admin
+	if a.Address != "" {
+		if err := checkHostPort(a.Address, false); err != nil {
 			v.errorf(v.c.adminPath(), "%v", err)
 		}
 	}
+	if a.TokenFile != "" && a.TokenEnv != "" {
+		v.errorf("admin", "give at most one of token_file and token_env")
+	}
+	v.readable("admin.token_file", a.TokenFile)
+	v.envName("admin.token_env", a.TokenEnv)
 }
 
 func (c *Config) adminPath() string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/laminadns/lamina/internal/testenv"
 )
@@ -181,6 +184,80 @@ routes: [{zone: ., group: g}]
 	}
 	if n := cacheEntries(t, p); n != 0 {
 		t.Errorf("after a reload with new cache settings: %d entries, want a fresh cache", n)
+	}
+}
+
+// TestAdminToken: with admin.token_env set, POST /cache/flush needs the
+// bearer token even from loopback; refusals are counted. GET is unchanged.
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listeners: [{url: "udp://%s"}]
+local_zones: [{name: lab.test, records: ["a IN A 10.9.0.1"]}]
+admin: {token_env: LAMINA_TEST_ADMIN_TOKEN}
+`, addr))
+	p := startLaminaEnv(t, []string{"LAMINA_TEST_ADMIN_TOKEN=s3cret"}, addr, "-config", cfg)
+	url := "http://" + p.admin + "/cache/flush"
+	for _, tc := range []struct {
+		header string
+		want   int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong", http.StatusUnauthorized},
+		{"Basic czNjcmV0", http.StatusUnauthorized},
+		{"Bearer s3cret", http.StatusOK},
+	} {
+		req, _ := http.NewRequest("POST", url, nil)
+		if tc.header != "" {
+			req.Header.Set("Authorization", tc.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Authorization %q: %s, want %d", tc.header, resp.Status, tc.want)
+		}
+	}
+	if got := metricSum(p.metrics(t), "lamina_admin_denied_total"); got != 3 {
+		t.Errorf("lamina_admin_denied_total = %v, want 3", got)
+	}
+
+	// A token variable that is not set stops the start, naming it.
+	out, err := exec.Command(laminaBin, "serve", "-config", cfg, "-admin", freeAddr(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "$LAMINA_TEST_ADMIN_TOKEN is not set") {
+		t.Errorf("start without the token variable: %v\n%s", err, out)
+	}
+}
+
+// TestAdminAuthLoopbackOnly: without a token, POST is served to loopback
+// clients (IPv4, IPv6, v4-mapped) and refused to anyone else.
+func TestAdminAuthLoopbackOnly(t *testing.T) {
+	a := &adminAuth{denied: prometheus.NewCounter(prometheus.CounterOpts{Name: "denied"})}
+	for remote, want := range map[string]bool{
+		"127.0.0.1:5000":        true,
+		"[::1]:5000":            true,
+		"[::ffff:127.0.0.1]:50": true,
+		"192.0.2.1:1234":        false,
+		"[2001:db8::1]:80":      false,
+		"garbage":               false,
+	} {
+		r := httptest.NewRequest("POST", "/cache/flush", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		if got := a.allow(w, r); got != want {
+			t.Errorf("%s: allowed %v, want %v", remote, got, want)
+		}
+		if !want && w.Code != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", remote, w.Code)
+		}
+	}
+	var m dto.Metric
+	a.denied.Write(&m)
+	if got := m.GetCounter().GetValue(); got != 3 {
+		t.Errorf("denied = %v, want 3", got)
 	}
 }
 

@@ -118,7 +118,14 @@ func (a *app) run(cfg *config.Config) int {
 			a.stop(time.Second)
 			return exitRuntime
 		}
-		a.admin = &http.Server{Handler: a.withLayers(adminHandler(&a.h, reg, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels))), ReadHeaderTimeout: 5 * time.Second}
+		auth, err := newAdminAuth(cfg, reg)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintf(a.stderr, "lamina: admin: %v\n", err)
+			a.stop(time.Second)
+			return exitRuntime
+		}
+		a.admin = &http.Server{Handler: a.withLayers(adminHandler(&a.h, reg, &a.ready, statusHandler(&a.h, a.sh.tls, a.sh.tunnels), auth)), ReadHeaderTimeout: 5 * time.Second}
 		go a.admin.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
 	}

@@ -163,18 +163,12 @@ func ikeConfig(cfg *config.Config, tc config.Tunnel) (ike.Config, error) {
 		ic.Remote = identity(tc.RemoteID)
 	}
 	switch {
-	case tc.PSKFile != "":
-		b, err := os.ReadFile(cfg.Path(tc.PSKFile))
+	case tc.PSKFile != "" || tc.PSKEnv != "":
+		psk, err := secret(cfg, "psk", tc.PSKFile, tc.PSKEnv)
 		if err != nil {
-			return ic, fmt.Errorf("psk_file: %w", err)
+			return ic, err
 		}
-		ic.PSK = []byte(strings.TrimRight(string(b), "\r\n"))
-	case tc.PSKEnv != "":
-		v, ok := os.LookupEnv(tc.PSKEnv)
-		if !ok || v == "" {
-			return ic, fmt.Errorf("psk_env: $%s is not set", tc.PSKEnv)
-		}
-		ic.PSK = []byte(v)
+		ic.PSK = psk
 	default:
 		pair, err := tls.LoadX509KeyPair(cfg.Path(tc.CertFile), cfg.Path(tc.KeyFile))
 		if err != nil {
