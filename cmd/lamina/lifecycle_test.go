@@ -295,6 +295,56 @@ local_zones: [{name: rl.test, records: ["a IN A 10.0.0.1"]}]
 	}
 }
 
+// TestReloadRollback: a reload that renames the UDP listener (so the old
+// one stops to free its socket) and adds one on a port something else
+// holds fails as a whole: the added and renamed listeners go, the old one
+// is back and answers, and the old configuration keeps serving.
+func TestReloadRollback(t *testing.T) {
+	t.Parallel()
+	udp, tcp := freeAddr(t), freeAddr(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	base := fmt.Sprintf(`
+listeners:
+  - {name: udp, url: "udp://%s"}
+local_zones: [{name: rb.test, records: ["a IN A 10.0.0.1"]}]
+`, udp)
+	cfg := writeConfig(t, base)
+	p := startLamina(t, udp, "-config", cfg)
+	broken := fmt.Sprintf(`
+listeners:
+  - {name: renamed, url: "udp://%s"}
+  - {name: tcp, url: "tcp://%s"}
+  - {name: busy, url: "tcp://%s"}
+local_zones: [{name: rb.test, records: ["a IN A 10.0.0.2"]}]
+`, udp, tcp, busy.Addr())
+	if err := os.WriteFile(cfg, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "reload failed", 5*time.Second)
+	p.waitLog(t, "listener restored", 5*time.Second)
+	r := mustExchange(t, udp, "udp", "a.rb.test", dns.TypeA)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.0.0.1" {
+		t.Errorf("after the failed reload: %v, want the old configuration's 10.0.0.1", r)
+	}
+	if _, err := exchange(tcp, "tcp", "a.rb.test", dns.TypeA); err == nil {
+		t.Error("a listener the failed reload started still answers")
+	}
+	// The next good reload still works.
+	if err := os.WriteFile(cfg, []byte(strings.Replace(base, "10.0.0.1", "10.0.0.3", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded", 5*time.Second)
+	if r := mustExchange(t, udp, "udp", "a.rb.test", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.0.0.3" {
+		t.Errorf("after a good reload: %v", r)
+	}
+}
+
 // TestBadKeyFile: a certificate that does not load is one line and exit 2.
 func TestBadKeyFile(t *testing.T) {
 	t.Parallel()

@@ -265,6 +265,7 @@ func (a *app) reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	var removed []*listener
+	var stopped []config.Listener // stopped early to free their sockets
 	for k, l := range a.listeners {
 		if want[k] {
 			continue
@@ -272,11 +273,13 @@ func (a *app) reload() error {
 		delete(a.listeners, k)
 		if newSocks[socketKey(l.cfg)] {
 			l.shutdown(ctx)
+			stopped = append(stopped, l.cfg)
 			log.Info("listener stopped", "listener", l.cfg.Name)
 		} else {
 			removed = append(removed, l)
 		}
 	}
+	var started []string
 	for _, l := range cfg.Listeners {
 		k := listenerKey(l)
 		if a.listeners[k] != nil {
@@ -284,15 +287,12 @@ func (a *app) reload() error {
 		}
 		rl, err := startListener(context.Background(), l, a.sh.layers.handler(&a.h), a.sh, a.fatal)
 		if err != nil {
-			// What started keeps serving the old generation; the rest of
-			// the old configuration stays as it was.
+			a.rollback(ctx, started, stopped, removed)
 			g.close(cur)
-			for _, l := range removed {
-				a.listeners[listenerKey(l.cfg)] = l
-			}
 			return err
 		}
 		a.listeners[k] = rl
+		started = append(started, k)
 		log.Info("listening", "listener", l.Name, "url", l.URL)
 	}
 	old := a.h.swap(g)
@@ -304,6 +304,33 @@ func (a *app) reload() error {
 	retire(old, g, cfg.Resolver.Timeout.D()+do53.DefaultQueryTimeout)
 	log.Info("configuration reloaded", "config", cmpName(cfg.File()))
 	return nil
+}
+
+// rollback puts the listeners back as they were before a reload that
+// failed to start one: the ones it started stop, the ones it stopped to
+// free their sockets start again, and the ones it meant to remove stay.
+// A listener that cannot be restarted (its port taken meanwhile) is
+// logged as an error; the others serve on.
+func (a *app) rollback(ctx context.Context, started []string, stopped []config.Listener, removed []*listener) {
+	log := a.sh.log
+	for _, k := range started {
+		l := a.listeners[k]
+		delete(a.listeners, k)
+		l.shutdown(ctx)
+		log.Info("listener stopped", "listener", l.cfg.Name, "reason", "reload failed")
+	}
+	for _, lc := range stopped {
+		rl, err := startListener(context.Background(), lc, a.sh.layers.handler(&a.h), a.sh, a.fatal)
+		if err != nil {
+			log.Error("listener not restored after a failed reload", "listener", lc.Name, "url", lc.URL, "err", err.Error())
+			continue
+		}
+		a.listeners[listenerKey(lc)] = rl
+		log.Info("listener restored", "listener", lc.Name, "url", lc.URL)
+	}
+	for _, l := range removed {
+		a.listeners[listenerKey(l.cfg)] = l
+	}
 }
 
 // socketKey is the socket a listener binds.
