@@ -219,7 +219,7 @@ func (c *conn) query(raw []byte) {
 	*bp = append((*bp)[:0], raw...)
 	c.inflight.Add(1)
 	c.handlers.Add(1)
-	go c.handle(bp, start)
+	c.s.work.Go(func() { c.handle(bp, start) })
 }
 
 // acquire takes a connection slot and a server slot for a slow-path query,

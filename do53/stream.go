@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/laminadns/lamina/internal/workpool"
 	"github.com/laminadns/lamina/resolver"
 )
 
@@ -68,8 +69,9 @@ type StreamServer struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	bufs   sync.Pool     // *[]byte frames
-	slots  chan struct{} // slow-path queries in flight, server-wide
+	bufs   sync.Pool      // *[]byte frames
+	slots  chan struct{}  // slow-path queries in flight, server-wide
+	work   *workpool.Pool // runs slow-path queries
 
 	mu      sync.Mutex
 	lns     map[net.Listener]struct{}
@@ -99,7 +101,7 @@ func NewStreamServer(cfg StreamConfig) (*StreamServer, error) {
 	setDefault(&cfg.MaxQueries, DefaultMaxQueries)
 	setDefault(&cfg.MaxQueued, DefaultMaxQueued)
 	s := &StreamServer{cfg: cfg, wire: cfg.wireHandler(), slots: make(chan struct{}, cfg.MaxQueries),
-		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+		work: workpool.New(0), lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	return s, nil
@@ -229,6 +231,7 @@ func (s *StreamServer) Close() error {
 		c.close()
 	}
 	s.mu.Unlock()
+	s.work.Close()
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/laminadns/lamina/internal/workpool"
 	"github.com/laminadns/lamina/resolver"
 )
 
@@ -26,7 +27,8 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: aborts handlers
 	cancel context.CancelFunc
 	sem    chan struct{}
-	bufs   sync.Pool // *[]byte of udpBufSize
+	bufs   sync.Pool      // *[]byte of udpBufSize
+	work   *workpool.Pool // runs slow-path queries
 
 	mu       sync.Mutex
 	pcs      map[net.PacketConn]struct{}
@@ -44,7 +46,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.validate(DefaultUDPInFlight); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, wire: cfg.wireHandler(), sem: make(chan struct{}, cfg.MaxInFlight), pcs: map[net.PacketConn]struct{}{}}
+	s := &Server{cfg: cfg, wire: cfg.wireHandler(), sem: make(chan struct{}, cfg.MaxInFlight), work: workpool.New(0), pcs: map[net.PacketConn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bufs.New = func() any { b := make([]byte, udpBufSize); return &b }
 	return s, nil
@@ -210,7 +212,7 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, p peer, cl
 		p.oob = append([]byte(nil), p.oob...) // the socket's copy is reused
 	}
 	s.inflight.Add(1)
-	go func() {
+	s.work.Go(func() {
 		defer func() {
 			if cap(pkt) <= udpBufSize { // a rare jumbo query is not kept
 				*bp = pkt[:0]
@@ -224,7 +226,7 @@ func (s *Server) slow(pc net.PacketConn, uc *net.UDPConn, raw []byte, p peer, cl
 		if out, err := s.cfg.answer(s.ctx, q, pkt, pkt[:0], 0, start); err == nil {
 			s.write(pc, uc, out, &p)
 		}
-	}()
+	})
 }
 
 func (s *Server) write(pc net.PacketConn, uc *net.UDPConn, b []byte, p *peer) {
@@ -279,6 +281,7 @@ func (s *Server) Close() error {
 		delete(s.pcs, pc)
 	}
 	s.mu.Unlock()
+	s.work.Close()
 	return nil
 }
 
