@@ -13,7 +13,6 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.62.0
-	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
 	gvisor.dev/gvisor v0.0.0-20250503011706-39ed1f5ac29c
 )

@@ -38,11 +38,7 @@ func (r *Resolver) forward(ctx context.Context, req *dns.Msg, client netip.Addr)
 	}
 	inc(rt.queries)
 	uq := r.upstreamQuery(req, client)
-	led := false
-	ch := r.flights.DoChan(flightKey(rt, lname, uq), func() (any, error) {
-		led = true
-		return r.exchange(rt, uq)
-	})
+	f, led := r.flights.join(flightKey(rt, lname, uq), func() (*dns.Msg, error) { return r.exchange(rt, uq) })
 	var staleTimer <-chan time.Time
 	if r.cache != nil && r.staleAfter > 0 {
 		t := time.NewTimer(r.staleAfter)
@@ -53,14 +49,14 @@ func (r *Resolver) forward(ctx context.Context, req *dns.Msg, client netip.Addr)
 wait:
 	for {
 		select {
-		case res := <-ch:
-			if res.Err == nil {
-				if res.Shared && !led {
+		case <-f.done:
+			if f.err == nil {
+				if !led {
 					r.metrics.coalesce()
 				}
-				return toClient(res.Val.(*dns.Msg), req, res.Shared), srcUpstream
+				return toClient(f.resp, req, f.shared()), srcUpstream
 			}
-			err = res.Err
+			err = f.err
 			break wait
 		case <-staleTimer:
 			if resp, fr := r.cache.Get(req, true); fr != Miss {
@@ -85,8 +81,8 @@ wait:
 // client's context so that waiters and the cache all get its result, and
 // offers the answer to the cache.
 //
-// A panic in the upstream or the cache becomes an error: singleflight would
-// otherwise re-raise it on a goroutine no transport can recover.
+// A panic in the upstream or the cache becomes an error: it would otherwise
+// crash the process from a pool goroutine no transport can recover.
 func (r *Resolver) exchange(rt *route, uq *dns.Msg) (_ *dns.Msg, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -134,9 +130,10 @@ func (r *Resolver) refresh(req *dns.Msg, client netip.Addr) {
 	go func() {
 		defer r.bg.Done()
 		defer func() { <-r.bgSem }()
-		res := <-r.flights.DoChan(flightKey(rt, lname, uq), func() (any, error) { return r.exchange(rt, uq) })
-		if res.Err != nil {
-			r.log.Debug("background refresh failed", "route", rt.zone, "err", res.Err)
+		f, _ := r.flights.join(flightKey(rt, lname, uq), func() (*dns.Msg, error) { return r.exchange(rt, uq) })
+		<-f.done
+		if f.err != nil {
+			r.log.Debug("background refresh failed", "route", rt.zone, "err", f.err)
 		}
 	}()
 }

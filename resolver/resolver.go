@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/laminadns/lamina/internal/workpool"
 )
 
 // Resolver is Lamina's policy: it answers queries from local data, the cache
@@ -35,7 +36,7 @@ type Resolver struct {
 	logClientIP bool
 	metrics     *metrics
 
-	flights singleflight.Group
+	flights flights
 	base    context.Context // parent of every upstream exchange; canceled by Close
 	cancel  context.CancelFunc
 	bgSem   chan struct{}
@@ -104,6 +105,7 @@ func New(cfg Config) (*Resolver, error) {
 		}
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
+	r.flights.pool = workpool.New(0)
 	for zone := range routes.byZone {
 		if z := local.find(zone); z != nil && !z.routable {
 			r.log.Warn("route ignored: the zone is answered locally", "route", zone, "local_zone", z.name)
@@ -124,6 +126,7 @@ func (r *Resolver) Close() error {
 	r.mu.Unlock()
 	r.cancel()
 	r.bg.Wait()
+	r.flights.pool.Close()
 	return nil
 }
 
