@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 
 	"github.com/laminadns/lamina/config"
@@ -22,13 +24,28 @@ type listener struct {
 	cfg      config.Listener
 	stopping atomic.Bool                     // Serve errors after this are the expected ones
 	stop     func(ctx context.Context) error // drains, then closes everything
+	serving  sync.WaitGroup                  // the Serve goroutines
 }
 
 // shutdown stops accepting, lets queries in flight be answered until ctx
-// ends, then closes everything.
+// ends, then closes everything. It returns once every Serve has returned
+// (or ctx ends): a server shut down before its Serve goroutine ran closes
+// the sockets only when Serve starts, and a reload that binds the same
+// address next must not find them still open.
 func (l *listener) shutdown(ctx context.Context) error {
 	l.stopping.Store(true)
-	return l.stop(ctx)
+	err := l.stop(ctx)
+	done := make(chan struct{})
+	go func() {
+		l.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = cmp.Or(err, ctx.Err())
+	}
+	return err
 }
 
 // key identifies a listener across reloads: the same key keeps running.
@@ -48,7 +65,9 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 	addr := l.Parsed.Addr.String()
 	rl := &listener{cfg: l}
 	serve := func(run func() error) {
+		rl.serving.Add(1)
 		go func() {
+			defer rl.serving.Done()
 			err := run()
 			if err != nil && !rl.stopping.Load() {
 				fatal <- fmt.Errorf("listener %s: %w", l.Name, err)
