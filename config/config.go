@@ -323,6 +323,13 @@ type Tunnel struct {
 	// that does not answer is declared dead and the tunnel re-established.
 	// Zero: 30s.
 	DPDDelay Duration `yaml:"dpd_delay"`
+	// RetransmitTimeout is the wait before an unanswered IKE request is
+	// sent again; it grows 1.8× per try, for RetransmitTries tries, after
+	// which the exchange fails (and the tunnel is set up again with backoff).
+	// Together they bound how soon a returning gateway is noticed: the
+	// defaults give up after about 22 s. Zero: 1s and 5.
+	RetransmitTimeout Duration `yaml:"retransmit_timeout"`
+	RetransmitTries   int      `yaml:"retransmit_tries"`
 }
 
 // Proxy is a SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT listener on one port.

@@ -98,6 +98,8 @@ func TestErrors(t *testing.T) {
 		{"missing cert", minimal + "tls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n", "t.yaml:4: tls.cert_file: cannot read /nonexistent/c.pem: no such file or directory"},
 		{"tunnel auth", minimal + "tunnels:\n  - name: t\n    gateway: 192.0.2.1\n    local_id: me\n    remote_subnets: [10.0.0.0/8]\n", "t.yaml:4: tunnels[0]: give exactly one of psk_file, psk_env"},
 		{"tunnel proposal", minimal + "tunnels:\n  - {name: t, gateway: 192.0.2.1, local_id: me, psk_env: K, remote_subnets: [10.0.0.0/8], esp_proposals: [aes256gcm16-md5]}\n", "unknown algorithm \"md5\""},
+		{"tunnel retransmit", minimal + "tunnels:\n  - {name: t, gateway: 192.0.2.1, local_id: me, psk_env: K, remote_subnets: [10.0.0.0/8], retransmit_timeout: 10ms, retransmit_tries: 50}\n", "retransmit_timeout: 10ms out of range 100ms-1m"},
+		{"tunnel retransmit tries", minimal + "tunnels:\n  - {name: t, gateway: 192.0.2.1, local_id: me, psk_env: K, remote_subnets: [10.0.0.0/8], retransmit_tries: 50}\n", "retransmit_tries: 50 out of range 1-20"},
 		{"group unknown tunnel", minimal + "upstream_groups:\n  - {name: g, tunnel: x, upstreams: [udp://10.0.0.1]}\n", "t.yaml:4: upstream_groups[0].tunnel: unknown tunnel \"x\""},
 		{"bootstrap encrypted", minimal + "upstream_groups:\n  - {name: g, bootstrap: [\"tls://192.0.2.1\"], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].bootstrap[0]: bootstrap servers are plain udp:// or tcp://"},
 		{"bad pin", minimal + "upstream_groups:\n  - {name: g, pin_sha256: [abc], upstreams: [\"tls://dns.example\"]}\n", "t.yaml:4: upstream_groups[0].pin_sha256[0]: want the base64 of a 32-byte SHA-256 digest"},

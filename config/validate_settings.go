@@ -189,6 +189,12 @@ func (v *validator) tunnels() {
 		if t.MTU != 0 && t.MTU < 1280 && t.InnerAddress.Is6() {
 			v.errorf(p+".mtu", "IPv6 needs an MTU of at least 1280")
 		}
+		if d := t.RetransmitTimeout.D(); d < 0 || d > time.Minute || d > 0 && d < 100*time.Millisecond {
+			v.errorf(p+".retransmit_timeout", "%v out of range 100ms-1m", d)
+		}
+		if t.RetransmitTries < 0 || t.RetransmitTries > 20 {
+			v.errorf(p+".retransmit_tries", "%d out of range 1-20", t.RetransmitTries)
+		}
 	}
 }
 

@@ -158,6 +158,9 @@ func ikeConfig(cfg *config.Config, tc config.Tunnel) (ike.Config, error) {
 		ChildRekey:   tc.ChildLifetime.D(),
 		IKERekey:     tc.IKELifetime.D(),
 		DPDDelay:     tc.DPDDelay.D(),
+
+		RetransmitTimeout: tc.RetransmitTimeout.D(),
+		RetransmitTries:   tc.RetransmitTries,
 	}
 	if tc.RemoteID != "" {
 		ic.Remote = identity(tc.RemoteID)
