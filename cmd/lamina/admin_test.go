@@ -185,6 +185,10 @@ routes: [{zone: ., group: g}]
 	if n := cacheEntries(t, p); n != 0 {
 		t.Errorf("after a reload with new cache settings: %d entries, want a fresh cache", n)
 	}
+	// The new cache's counters continue the old one's.
+	if misses := metricSum(p.metrics(t), "lamina_cache_misses_total"); misses < 5 {
+		t.Errorf("cache misses after the cache was replaced: %v, want the old cache's 5 or more", misses)
+	}
 }
 
 // TestAdminToken: with admin.token_env set, POST /cache/flush needs the

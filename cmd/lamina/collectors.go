@@ -1,12 +1,40 @@
 package main
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/laminadns/lamina/cache"
+)
 
 // cacheCollector exports the current cache's Stats (package cache is free of
 // Prometheus).
 type cacheCollector struct {
 	h     *swapHandler
 	descs map[string]*prometheus.Desc
+
+	// retired sums the counters of caches a reload replaced (new cache
+	// settings), so that the exported counters run on instead of falling
+	// back to zero.
+	mu      sync.Mutex
+	retired cache.Stats
+}
+
+// retire adds the final counters of a cache a reload replaced.
+func (c *cacheCollector) retire(old *cache.Cache) {
+	st := old.Stats()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.retired
+	r.Hits += st.Hits
+	r.Misses += st.Misses
+	r.Stale += st.Stale
+	r.Prefetches += st.Prefetches
+	r.Evictions += st.Evictions
+	r.RedisHits += st.RedisHits
+	r.RedisMisses += st.RedisMisses
+	r.RedisFailures += st.RedisFailures
 }
 
 func newCacheCollector(h *swapHandler) *cacheCollector {
@@ -33,21 +61,27 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.h.cur.Load()
-	if a == nil || a.gen.cache == nil {
-		return
+	c.mu.Lock()
+	r := c.retired
+	c.mu.Unlock()
+	var st cache.Stats
+	switch {
+	case a != nil && a.gen.cache != nil:
+		st = a.gen.cache.Stats()
+	case r == cache.Stats{}:
+		return // no cache, and never was one
 	}
-	st := a.gen.cache.Stats()
-	counter := func(k string, v uint64) {
-		ch <- prometheus.MustNewConstMetric(c.descs[k], prometheus.CounterValue, float64(v))
+	counter := func(k string, v, retired uint64) {
+		ch <- prometheus.MustNewConstMetric(c.descs[k], prometheus.CounterValue, float64(v+retired))
 	}
-	counter("hits", st.Hits)
-	counter("misses", st.Misses)
-	counter("stale", st.Stale)
-	counter("prefetches", st.Prefetches)
-	counter("evictions", st.Evictions)
-	counter("redis_hits", st.RedisHits)
-	counter("redis_miss", st.RedisMisses)
-	counter("redis_fail", st.RedisFailures)
+	counter("hits", st.Hits, r.Hits)
+	counter("misses", st.Misses, r.Misses)
+	counter("stale", st.Stale, r.Stale)
+	counter("prefetches", st.Prefetches, r.Prefetches)
+	counter("evictions", st.Evictions, r.Evictions)
+	counter("redis_hits", st.RedisHits, r.RedisHits)
+	counter("redis_miss", st.RedisMisses, r.RedisMisses)
+	counter("redis_fail", st.RedisFailures, r.RedisFailures)
 	ch <- prometheus.MustNewConstMetric(c.descs["entries"], prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(c.descs["bytes"], prometheus.GaugeValue, float64(st.Bytes))
 }

@@ -62,6 +62,8 @@ type app struct {
 	listeners map[string]*listener
 	proxies   []*proxy.Server
 	admin     *http.Server
+
+	cacheStats *cacheCollector
 }
 
 func (a *app) run(cfg *config.Config) int {
@@ -75,7 +77,8 @@ func (a *app) run(cfg *config.Config) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.sh = &shared{log: log, reg: reg, upMetrics: upstream.NewMetrics(reg), do53Metrics: do53.NewMetrics(reg), layers: newLayerStats()}
-	reg.MustRegister(newCacheCollector(&a.h))
+	a.cacheStats = newCacheCollector(&a.h)
+	reg.MustRegister(a.cacheStats)
 	if needsTLS(cfg) {
 		a.sh.earlyData = cfg.TLS.EarlyData
 		if a.sh.tls, err = newTLSProvider(cfg, log); err != nil {
@@ -296,6 +299,9 @@ func (a *app) reload() error {
 		log.Info("listening", "listener", l.Name, "url", l.URL)
 	}
 	old := a.h.swap(g)
+	if oc := old.gen.cache; oc != nil && oc != g.cache {
+		a.cacheStats.retire(oc)
+	}
 	a.lv.Set(level(cfg.Logging.Level))
 	for _, l := range removed {
 		l.shutdown(ctx)
