@@ -55,6 +55,15 @@ type Listener struct {
 	// if there is one, else loopback and private ranges allowed, the rest
 	// REFUSED (with EDE 18 Prohibited).
 	ACL string `yaml:"acl"`
+	// MaxConns bounds the open connections of a tcp, tls, https or quic
+	// listener. Beyond it tcp and tls close their longest-idle connection,
+	// quic refuses the new one (DOQ_EXCESSIVE_LOAD) and https closes it.
+	// Zero: 1000 for tcp, tls and quic; no bound for https.
+	MaxConns int `yaml:"max_conns"`
+	// IdleTimeout closes a connection with no query for this long; tcp and
+	// tls advertise it with edns-tcp-keepalive (RFC 7828). Zero: 10s for tcp
+	// and tls (RFC 7766), 30s for quic, 60s for https and h3.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 
 	// Parsed is URL decoded; set by validation.
 	Parsed ListenURL `yaml:"-"`

@@ -93,6 +93,8 @@ func TestErrors(t *testing.T) {
 		{"rate action", minimal + "rate_limit:\n  action: block\n", "t.yaml:4: rate_limit.action: unknown action \"block\""},
 		{"log format", minimal + "logging:\n  format: xml\n", "t.yaml:4: logging.format: unknown format \"xml\""},
 		{"admin address", minimal + "admin:\n  address: nowhere\n", "t.yaml:4: admin.address: \"nowhere\" is not host:port"},
+		{"udp max_conns", "listeners:\n  - {url: \"udp://127.0.0.1:5300\", max_conns: 5}\n", "max_conns: not for udp listeners"},
+		{"idle range", "listeners:\n  - {url: \"tcp://127.0.0.1:5300\", idle_timeout: 10ms}\n", "idle_timeout: 10ms out of range 1s-24h"},
 		{"admin token twice", minimal + "admin:\n  token_file: /etc/hostname\n  token_env: T\n", "t.yaml:3: admin: give at most one of token_file and token_env"},
 		{"admin token env", minimal + "admin:\n  token_env: 1T\n", "t.yaml:4: admin.token_env: \"1T\" is not an environment variable name"},
 		{"missing cert", minimal + "tls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n", "t.yaml:4: tls.cert_file: cannot read /nonexistent/c.pem: no such file or directory"},

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"time"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -97,6 +98,18 @@ func (v *validator) listeners() {
 		socks[sock] = i
 		if l.ACL != "" && !slices.ContainsFunc(c.ACLs, func(x ACL) bool { return x.Name == l.ACL }) {
 			v.errorf(at("acl"), "unknown acl %q", l.ACL)
+		}
+		switch {
+		case l.MaxConns < 0 || l.MaxConns > 1_000_000:
+			v.errorf(at("max_conns"), "%d out of range 0-1000000", l.MaxConns)
+		case l.MaxConns != 0 && (u.Scheme == "udp" || u.Scheme == "h3"):
+			v.errorf(at("max_conns"), "not for %s listeners (udp has no connections; h3 is bounded by QUIC)", u.Scheme)
+		}
+		switch d := l.IdleTimeout.D(); {
+		case d != 0 && (d < time.Second || d > 24*time.Hour):
+			v.errorf(at("idle_timeout"), "%v out of range 1s-24h", d)
+		case d != 0 && u.Scheme == "udp":
+			v.errorf(at("idle_timeout"), "not for udp listeners (no connections)")
 		}
 	}
 }

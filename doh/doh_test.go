@@ -10,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/laminadns/lamina/do53"
 	"github.com/laminadns/lamina/resolver"
 	"github.com/laminadns/lamina/tlsconf/tlsconftest"
 )
@@ -244,4 +247,74 @@ func TestSlowClients(t *testing.T) {
 	if r.ProtoMajor != 1 || len(m.Answer) != 1 {
 		t.Fatalf("HTTP/%d answer %v", r.ProtoMajor, m)
 	}
+}
+
+// TestMaxConns: with MaxConns 2, a third connection is closed at once and
+// counted; once one of the two closes, a new client is served again.
+func TestMaxConns(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := do53.NewMetrics(reg)
+	e := start(t, false, Config{MaxConns: 2, Metrics: m})
+	addr := "127.0.0.1:" + strconv.Itoa(e.port)
+	cfg := tlsconftest.ClientConfig(t, e.p, []string{"h2"}, nil)
+	var held []*tls.Conn
+	for range 2 {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	third, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		third.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = third.Read(make([]byte, 1))
+		third.Close()
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("third connection: %v, want it closed by the server", err)
+	}
+	if got := testDropped(t, reg, "https", "overload"); got != 1 {
+		t.Errorf("overload drops = %v, want 1", got)
+	}
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tr := &http.Transport{TLSClientConfig: tlsconftest.ClientConfig(t, e.p, nil, nil)}
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get(e.url + "?dns=" + base64.RawURLEncoding.EncodeToString(pack(t, query(tlsconftest.SiteName, dns.TypeA))))
+		tr.CloseIdleConnections()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %s", resp.Status)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served after one of the two closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testDropped reads lamina_dropped_total for a transport and reason.
+func testDropped(t *testing.T, g prometheus.Gatherer, transport, reason string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["transport"] == transport && labels["reason"] == reason && strings.Contains(mf.GetName(), "dropped") {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

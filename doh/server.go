@@ -59,6 +59,12 @@ type Config struct {
 	// IdleTimeout closes idle connections; zero means 60 s.
 	IdleTimeout time.Duration
 
+	// MaxConns bounds open HTTP/1.1 and HTTP/2 connections; a connection
+	// accepted beyond it is closed at once and counted as an overload
+	// drop. Zero means no bound (HTTP/3 connections are bounded by QUIC's
+	// own limits).
+	MaxConns int
+
 	// HeaderTimeout bounds the TLS handshake and the reading of an
 	// HTTP/1.1 request's headers, against half-open and slowloris clients;
 	// zero means 5 s.
@@ -103,7 +109,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("doh: Config.Handler is nil")
 	}
-	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.HeaderTimeout < 0 || cfg.MaxConcurrentStreams < 0 || cfg.AltSvcH3Port < 0 || cfg.AltSvcH3Port > 65535 {
+	if cfg.QueryTimeout < 0 || cfg.IdleTimeout < 0 || cfg.HeaderTimeout < 0 || cfg.MaxConcurrentStreams < 0 || cfg.MaxConns < 0 || cfg.AltSvcH3Port < 0 || cfg.AltSvcH3Port > 65535 {
 		return nil, errors.New("doh: negative timeout or limit")
 	}
 	if cfg.Path == "" {
@@ -198,6 +204,9 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("doh: Serve needs Config.TLSConfig")
 	}
 	s.log.Info("serving DoH", "addr", l.Addr().String())
+	if s.cfg.MaxConns > 0 {
+		l = &limitListener{Listener: l, max: int64(s.cfg.MaxConns), metrics: s.cfg.Metrics}
+	}
 	return s.http.ServeTLS(s.wrapListener(l), "", "")
 }
 

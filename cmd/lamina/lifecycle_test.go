@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -370,4 +371,66 @@ tls: {cert_file: cert.pem, key_file: key.pem}
 	if code := cmd.ProcessState.ExitCode(); code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "tls:") {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
+}
+
+// TestListenerLimits: a tcp listener's idle_timeout is what it advertises
+// with edns-tcp-keepalive, and over max_conns the longest-idle connection
+// is closed.
+func TestListenerLimits(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listeners:
+  - {name: udp, url: "udp://%[1]s"}
+  - {name: tcp, url: "tcp://%[1]s", max_conns: 2, idle_timeout: 7s}
+local_zones: [{name: ll.test, records: ["a IN A 10.0.0.1"]}]
+`, addr))
+	startLamina(t, addr, "-config", cfg)
+	q := new(dns.Msg)
+	q.SetQuestion("a.ll.test.", dns.TypeA)
+	q.SetEdns0(1232, false)
+	q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+	var conns []*dns.Conn
+	for i := range 3 {
+		c, err := dns.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMsg(q); err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.ReadMsg()
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		var ka *dns.EDNS0_TCP_KEEPALIVE
+		if opt := r.IsEdns0(); opt != nil {
+			for _, o := range opt.Option {
+				ka, _ = o.(*dns.EDNS0_TCP_KEEPALIVE)
+			}
+		}
+		if ka == nil || ka.Timeout != 70 {
+			t.Fatalf("connection %d: keepalive %v, want 70 (7 s in 100 ms units)", i, ka)
+		}
+		conns = append(conns, c)
+		time.Sleep(50 * time.Millisecond) // the first is the longest idle
+	}
+	conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conns[0].ReadMsg(); err == nil || isTimeoutErr(err) {
+		t.Errorf("the longest-idle connection over max_conns: %v, want it closed", err)
+	}
+	conns[2].SetDeadline(time.Now().Add(5 * time.Second))
+	if err := conns[2].WriteMsg(q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conns[2].ReadMsg(); err != nil {
+		t.Errorf("the newest connection: %v", err)
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

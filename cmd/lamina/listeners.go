@@ -50,7 +50,7 @@ func (l *listener) shutdown(ctx context.Context) error {
 
 // key identifies a listener across reloads: the same key keeps running.
 func listenerKey(l config.Listener) string {
-	return l.Name + "\x00" + l.Parsed.Scheme + "://" + l.Parsed.Addr.String() + l.Parsed.Path
+	return fmt.Sprintf("%s\x00%s://%s%s\x00%d\x00%v", l.Name, l.Parsed.Scheme, l.Parsed.Addr, l.Parsed.Path, l.MaxConns, l.IdleTimeout.D())
 }
 
 // startListener binds l's socket and serves h on it. Serve errors after a
@@ -95,7 +95,8 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 		rl.stop = srv.Shutdown
 
 	case "tcp":
-		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TCP})
+		srv, err := do53.NewStreamServer(do53.StreamConfig{Config: base, Transport: resolver.TCP,
+			MaxConns: l.MaxConns, IdleTimeout: l.IdleTimeout.D()})
 		if err != nil {
 			return nil, wrap(err)
 		}
@@ -108,7 +109,8 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 
 	case "tls":
 		base.Logger = sh.log // dot names its component itself
-		srv, err := dot.New(dot.Config{Config: base, TLSConfig: sh.tls.ServerConfig(tlsconf.DoT)})
+		srv, err := dot.New(dot.Config{Config: base, TLSConfig: sh.tls.ServerConfig(tlsconf.DoT),
+			MaxConns: l.MaxConns, IdleTimeout: l.IdleTimeout.D()})
 		if err != nil {
 			return nil, wrap(err)
 		}
@@ -132,6 +134,9 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			Logger:    sh.log,
 			Metrics:   sh.do53Metrics,
 			Allow0RTT: sh.earlyData,
+
+			MaxConns:    l.MaxConns,
+			IdleTimeout: l.IdleTimeout.D(),
 		})
 		if err != nil {
 			return nil, wrap(err)
@@ -160,6 +165,9 @@ func startListener(ctx context.Context, l config.Listener, h resolver.Handler, s
 			Logger:    sh.log,
 			Metrics:   sh.do53Metrics,
 			Allow0RTT: sh.earlyData,
+
+			MaxConns:    l.MaxConns,
+			IdleTimeout: l.IdleTimeout.D(),
 		})
 		if err != nil {
 			return nil, wrap(err)
