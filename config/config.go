@@ -58,7 +58,7 @@ type Listener struct {
 	// MaxConns bounds the open connections of a tcp, tls, https or quic
 	// listener. Beyond it tcp and tls close their longest-idle connection,
 	// quic refuses the new one (DOQ_EXCESSIVE_LOAD) and https closes it.
-	// Zero: 1000 for tcp, tls and quic; no bound for https.
+	// Zero: 1000 for tcp, tls and quic; 10000 for https.
 	MaxConns int `yaml:"max_conns"`
 	// IdleTimeout closes a connection with no query for this long; tcp and
 	// tls advertise it with edns-tcp-keepalive (RFC 7828). Zero: 10s for tcp

@@ -26,6 +26,9 @@ const (
 	DefaultIdleTimeout          = 60 * time.Second
 	DefaultMaxConcurrentStreams = 100
 	DefaultHeaderTimeout        = 5 * time.Second
+	// DefaultMaxConns is ten times the stream transports' bound: browsers
+	// keep one DoH connection each, idle most of the time.
+	DefaultMaxConns = 10000
 )
 
 // Config configures a Server. The zero value of every field but Handler and
@@ -61,8 +64,8 @@ type Config struct {
 
 	// MaxConns bounds open HTTP/1.1 and HTTP/2 connections; a connection
 	// accepted beyond it is closed at once and counted as an overload
-	// drop. Zero means no bound (HTTP/3 connections are bounded by QUIC's
-	// own limits).
+	// drop. Zero means DefaultMaxConns (HTTP/3 connections are bounded by
+	// QUIC's own limits).
 	MaxConns int
 
 	// HeaderTimeout bounds the TLS handshake and the reading of an
@@ -126,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = DefaultHeaderTimeout
@@ -204,9 +210,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("doh: Serve needs Config.TLSConfig")
 	}
 	s.log.Info("serving DoH", "addr", l.Addr().String())
-	if s.cfg.MaxConns > 0 {
-		l = &limitListener{Listener: l, max: int64(s.cfg.MaxConns), metrics: s.cfg.Metrics}
-	}
+	l = &limitListener{Listener: l, max: int64(s.cfg.MaxConns), metrics: s.cfg.Metrics}
 	return s.http.ServeTLS(s.wrapListener(l), "", "")
 }
 
