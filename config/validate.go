@@ -8,8 +8,8 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
