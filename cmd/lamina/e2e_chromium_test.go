@@ -104,7 +104,17 @@ func TestE2EChromium(t *testing.T) {
 	// corp.example never does, as the decoy's absence above shows.
 
 	// (2) The page through Lamina's SOCKS5 proxy and the tunnel.
+	loaded := func(dom []byte) bool {
+		return strings.Contains(string(dom), "app.corp.example behind the gateway") && strings.Contains(string(dom), "line 100")
+	}
 	dom, _ := e.chromium(t, "", "--proxy-server=socks5://127.0.0.1:1080", "--dump-dom", "https://app.corp.example/")
+	if !loaded(dom) {
+		// Seen once with every process built with -race and the e2e
+		// tests in parallel: Chromium gave up on the page. One more try;
+		// the proxy's counters below still have to show the traffic.
+		t.Logf("page through the proxy not loaded on the first try (%d bytes of DOM); trying again", len(dom))
+		dom, _ = e.chromium(t, "", "--proxy-server=socks5://127.0.0.1:1080", "--dump-dom", "https://app.corp.example/")
+	}
 	if !strings.Contains(string(dom), "app.corp.example behind the gateway") || !strings.Contains(string(dom), "line 100") {
 		t.Errorf("page through the proxy not loaded; DOM:\n%.2000s", dom)
 	}
