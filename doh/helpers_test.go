@@ -67,6 +67,11 @@ func start(t testing.TB, ech bool, cfg Config) *env {
 	done := make(chan struct{}, 2)
 	go func() { srv.Serve(ln); done <- struct{}{} }()
 	go func() { srv.ServeH3(pc); done <- struct{}{} }()
+	// Alt-Svc is advertised once ServeH3 runs; tests that check it must not
+	// race its goroutine.
+	for deadline := time.Now().Add(5 * time.Second); srv.altSvcValue() == "" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	t.Cleanup(func() {
 		srv.Close()
 		pc.Close()
