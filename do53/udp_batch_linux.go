@@ -91,11 +91,16 @@ func newBatch() *batch {
 // mmsg runs recvmmsg or sendmmsg on ms without the scheduler's syscall
 // bookkeeping; fd is non-blocking.
 func mmsg(trap, fd uintptr, ms []unix.Mmsghdr) (int, syscall.Errno) {
-	n, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&ms[0])), uintptr(len(ms)), 0, 0, 0)
-	if e != 0 {
+	for {
+		n, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&ms[0])), uintptr(len(ms)), 0, 0, 0)
+		switch e {
+		case 0:
+			return int(n), 0
+		case unix.EINTR: // Go's handlers restart system calls; be sure anyway
+			continue
+		}
 		return 0, e
 	}
-	return int(n), 0
 }
 
 // loop is the reader loop: batched on a *net.UDPConn, one datagram at a
