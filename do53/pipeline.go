@@ -18,14 +18,20 @@ import (
 // nil) and counts an answered query.
 func (c *Config) tryWire(w resolver.WireHandler, q *resolver.Query, raw, dst []byte, start time.Time) ([]byte, bool) {
 	info, ok := scanQuery(raw)
-	// ServeWire does not do Reply's EDNS work: keepalive on TCP and DoT,
-	// padding on encrypted transports.
-	if !ok || info.keepalive && (q.Transport == resolver.TCP || q.Transport == resolver.TLS) ||
-		info.padding && q.Transport.Encrypted() {
+	// ServeWire does not do Reply's EDNS work: keepalive on TCP and DoT is
+	// the slow path's; padding on encrypted transports is added here.
+	if !ok || info.keepalive && (q.Transport == resolver.TCP || q.Transport == resolver.TLS) {
 		return nil, false
 	}
 	q.Msg, q.MaxSize = nil, info.maxSize(q.Transport)
 	resp, ok := c.serveWire(w, q, raw, dst)
+	if ok && info.padding && q.Transport.Encrypted() {
+		// Browsers and Android pad their queries (RFC 8467), so this is
+		// the common case on encrypted listeners. An answer padWire cannot
+		// pad (no OPT at its end) goes to the slow path, whose Handler
+		// counts the query a second time.
+		resp, ok = padWire(resp, q.MaxSize)
+	}
 	if ok {
 		c.Metrics.Observe(q, info.qtype, int(resp[3]&0xF), time.Since(start))
 	}
