@@ -192,6 +192,12 @@ func TestAppendWireAppendsAndDeclines(t *testing.T) {
 	badCookie.IsEdns0().Option = append(badCookie.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "01020304"})
 	padded := query("example.com.", dns.TypeA, true, false)
 	padded.IsEdns0().Option = append(padded.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 8)})
+	if m, fr := wireGet(t, c, padded, 512); fr != resolver.Fresh || len(m.IsEdns0().Option) != 0 {
+		t.Errorf("padded query: %v %v, want a hit, unpadded (the transport pads)", fr, m)
+	}
+	if m, fr := wireGet(t, c, badCookie, 512); fr != resolver.Miss || m != nil {
+		t.Errorf("malformed cookie: %v, want the slow path", fr)
+	}
 	badVers := query("example.com.", dns.TypeA, true, false)
 	badVers.IsEdns0().SetVersion(1)
 	resp := req.Copy()

@@ -32,6 +32,7 @@ const (
 	edeOption   = 15   // RFC 8914 option code
 	edeStale    = 3    // RFC 8914 §4.4 Stale Answer
 	optCookie   = 10   // RFC 7873
+	optPadding  = 12   // RFC 7830
 )
 
 // wireQuery is what the hit path learns from a raw query.
@@ -42,10 +43,11 @@ type wireQuery struct {
 }
 
 // parseQuery accepts a plain query: one question with an uncompressed name,
-// nothing else but an optional OPT of EDNS version 0. The only option it
-// accepts is a well-formed client COOKIE, which Lamina ignores like a server
-// without cookie support (RFC 7873 §5.2.1) on both paths; any other option
-// (padding, ECS, …) needs the slow path, so such queries are refused.
+// nothing else but an optional OPT of EDNS version 0. The options it accepts
+// are a well-formed client COOKIE, which Lamina ignores like a server
+// without cookie support (RFC 7873 §5.2.1) on both paths, and Padding (RFC
+// 7830), which the transport adds to the answer; any other option (ECS, …)
+// needs the slow path, so such queries are refused.
 func parseQuery(raw []byte) (q wireQuery, ok bool) {
 	if len(raw) < headerLen+5 {
 		return q, false
@@ -83,7 +85,7 @@ func parseQuery(raw []byte) (q wireQuery, ok bool) {
 			binary.BigEndian.Uint16(raw[off+1:]) != typeOPT ||
 			raw[off+6] != 0 || // EDNS version 0 only; BADVERS is the slow path's
 			off+optLen+int(binary.BigEndian.Uint16(raw[off+9:])) != len(raw) ||
-			!onlyCookies(raw[off+optLen:]) {
+			!ignorableOptions(raw[off+optLen:]) {
 			return q, false
 		}
 		q.edns = true
@@ -93,15 +95,22 @@ func parseQuery(raw []byte) (q wireQuery, ok bool) {
 	return q, off == len(raw)
 }
 
-// onlyCookies reports whether the OPT RDATA holds nothing but client
-// cookies of RFC 7873 §4's lengths (8, or 16 to 40 with a server cookie).
-func onlyCookies(opts []byte) bool {
+// ignorableOptions reports whether the OPT RDATA holds nothing but client
+// cookies of RFC 7873 §4's lengths (8, or 16 to 40 with a server cookie)
+// and Padding options.
+func ignorableOptions(opts []byte) bool {
 	for len(opts) > 0 {
 		if len(opts) < 4 {
 			return false
 		}
 		code, n := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
-		if code != optCookie || n != 8 && (n < 16 || n > 40) || 4+n > len(opts) {
+		if 4+n > len(opts) {
+			return false
+		}
+		switch {
+		case code == optPadding:
+		case code == optCookie && (n == 8 || n >= 16 && n <= 40):
+		default:
 			return false
 		}
 		opts = opts[4+n:]
