@@ -195,6 +195,11 @@ func TestAppendWireAppendsAndDeclines(t *testing.T) {
 	if m, fr := wireGet(t, c, padded, 512); fr != resolver.Fresh || len(m.IsEdns0().Option) != 0 {
 		t.Errorf("padded query: %v %v, want a hit, unpadded (the transport pads)", fr, m)
 	}
+	keepalive := query("example.com.", dns.TypeA, true, false)
+	keepalive.IsEdns0().Option = append(keepalive.IsEdns0().Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+	if m, fr := wireGet(t, c, keepalive, 512); fr != resolver.Fresh || len(m.IsEdns0().Option) != 0 {
+		t.Errorf("keepalive query: %v %v, want a hit without the option (the transport adds it)", fr, m)
+	}
 	if m, fr := wireGet(t, c, badCookie, 512); fr != resolver.Miss || m != nil {
 		t.Errorf("malformed cookie: %v, want the slow path", fr)
 	}

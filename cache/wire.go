@@ -25,14 +25,15 @@ const (
 	keyDO = 1 << 0 // key flag bits
 	keyCD = 1 << 1
 
-	typeOPT     = 41
-	ednsUDPSize = 1232 // what Lamina advertises (DNS Flag Day 2020), as resolver.DefaultUDPSize
-	optLen      = 11   // root name, type, class, TTL, RDLENGTH
-	edeLen      = 6    // option code, length, INFO-CODE (no EXTRA-TEXT)
-	edeOption   = 15   // RFC 8914 option code
-	edeStale    = 3    // RFC 8914 §4.4 Stale Answer
-	optCookie   = 10   // RFC 7873
-	optPadding  = 12   // RFC 7830
+	typeOPT      = 41
+	ednsUDPSize  = 1232 // what Lamina advertises (DNS Flag Day 2020), as resolver.DefaultUDPSize
+	optLen       = 11   // root name, type, class, TTL, RDLENGTH
+	edeLen       = 6    // option code, length, INFO-CODE (no EXTRA-TEXT)
+	edeOption    = 15   // RFC 8914 option code
+	edeStale     = 3    // RFC 8914 §4.4 Stale Answer
+	optCookie    = 10   // RFC 7873
+	optPadding   = 12   // RFC 7830
+	optKeepalive = 11   // RFC 7828
 )
 
 // wireQuery is what the hit path learns from a raw query.
@@ -46,8 +47,9 @@ type wireQuery struct {
 // nothing else but an optional OPT of EDNS version 0. The options it accepts
 // are a well-formed client COOKIE, which Lamina ignores like a server
 // without cookie support (RFC 7873 §5.2.1) on both paths, and Padding (RFC
-// 7830), which the transport adds to the answer; any other option (ECS, …)
-// needs the slow path, so such queries are refused.
+// 7830) and edns-tcp-keepalive (RFC 7828), which the transport adds to the
+// answer; any other option (ECS, …) needs the slow path, so such queries are
+// refused.
 func parseQuery(raw []byte) (q wireQuery, ok bool) {
 	if len(raw) < headerLen+5 {
 		return q, false
@@ -96,8 +98,8 @@ func parseQuery(raw []byte) (q wireQuery, ok bool) {
 }
 
 // ignorableOptions reports whether the OPT RDATA holds nothing but client
-// cookies of RFC 7873 §4's lengths (8, or 16 to 40 with a server cookie)
-// and Padding options.
+// cookies of RFC 7873 §4's lengths (8, or 16 to 40 with a server cookie),
+// Padding options and an empty edns-tcp-keepalive.
 func ignorableOptions(opts []byte) bool {
 	for len(opts) > 0 {
 		if len(opts) < 4 {
@@ -109,6 +111,7 @@ func ignorableOptions(opts []byte) bool {
 		}
 		switch {
 		case code == optPadding:
+		case code == optKeepalive && n == 0: // RFC 7828 §3.2.1: no TIMEOUT from a client
 		case code == optCookie && (n == 8 || n >= 16 && n <= 40):
 		default:
 			return false

@@ -188,7 +188,7 @@ func (c *conn) wireAnswer(raw []byte, start time.Time) bool {
 	b := *c.pending
 	off := len(b)
 	b = append(b, 0, 0)
-	resp, ok := c.s.cfg.tryWire(c.s.wire, &c.wq, raw, b[len(b):], start)
+	resp, ok := c.s.cfg.tryWire(c.s.wire, &c.wq, raw, b[len(b):], c.s.cfg.IdleTimeout, start)
 	if !ok {
 		*c.pending = b[:off]
 		return false

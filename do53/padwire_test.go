@@ -3,6 +3,7 @@ package do53
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -121,4 +122,48 @@ func FuzzPadWire(f *testing.F) {
 			t.Fatalf("padded past max: %d > %d", len(out), max)
 		}
 	})
+}
+
+// TestFinishWireKeepalive: on DoT a query with keepalive and padding gets
+// both, in Reply's order and bytes; on TCP only keepalive; on DoH neither
+// keepalive (RFC 7828 is for TCP and DoT) nor anything on UDP.
+func TestFinishWireKeepalive(t *testing.T) {
+	m := padTestMsg(t)
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(keepalive, padding bool) []byte {
+		r := m.Copy()
+		if keepalive {
+			r.IsEdns0().Option = append(r.IsEdns0().Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE, Timeout: 300})
+		}
+		w, err := r.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if padding {
+			w = pad(r, w, 65535, nil)
+		}
+		return w
+	}
+	info := wireInfo{keepalive: true, padding: true}
+	for _, tc := range []struct {
+		tr                 resolver.Transport
+		keepalive, padding bool
+	}{
+		{resolver.TLS, true, true},
+		{resolver.TCP, true, false},
+		{resolver.HTTPS, false, true},
+		{resolver.UDP, false, false},
+	} {
+		got, ok := finishWire(bytes.Clone(wire), &info, tc.tr, 30*time.Second, 65535)
+		if w := want(tc.keepalive, tc.padding); !ok || !bytes.Equal(got, w) {
+			t.Errorf("%v: ok %v, %d bytes, want Reply's %d", tc.tr, ok, len(got), len(w))
+		}
+	}
+	// An idle timeout under 100 ms is not advertised, as on the slow path.
+	if got, ok := finishWire(bytes.Clone(wire), &wireInfo{keepalive: true}, resolver.TCP, 50*time.Millisecond, 65535); !ok || !bytes.Equal(got, wire) {
+		t.Errorf("idle 50ms: ok %v, %d bytes", ok, len(got))
+	}
 }

@@ -15,22 +15,22 @@ import (
 
 // tryWire offers raw to the Handler's ServeWire when the query is plain
 // enough for it, appending the answer to dst. It sets q.MaxSize (q.Msg stays
-// nil) and counts an answered query.
-func (c *Config) tryWire(w resolver.WireHandler, q *resolver.Query, raw, dst []byte, start time.Time) ([]byte, bool) {
+// nil) and counts an answered query. idle is the keepalive a stream
+// listener advertises.
+func (c *Config) tryWire(w resolver.WireHandler, q *resolver.Query, raw, dst []byte, idle time.Duration, start time.Time) ([]byte, bool) {
 	info, ok := scanQuery(raw)
-	// ServeWire does not do Reply's EDNS work: keepalive on TCP and DoT is
-	// the slow path's; padding on encrypted transports is added here.
-	if !ok || info.keepalive && (q.Transport == resolver.TCP || q.Transport == resolver.TLS) {
+	if !ok {
 		return nil, false
 	}
 	q.Msg, q.MaxSize = nil, info.maxSize(q.Transport)
 	resp, ok := c.serveWire(w, q, raw, dst)
-	if ok && info.padding && q.Transport.Encrypted() {
-		// Browsers and Android pad their queries (RFC 8467), so this is
-		// the common case on encrypted listeners. An answer padWire cannot
-		// pad (no OPT at its end) goes to the slow path, whose Handler
-		// counts the query a second time.
-		resp, ok = padWire(resp, q.MaxSize)
+	if ok && (info.keepalive || info.padding) {
+		// Reply's EDNS work, on the wire (finishWire). Browsers and
+		// Android pad their queries (RFC 8467), so this is the common case
+		// on encrypted listeners. An answer it cannot edit (no OPT at its
+		// end) goes to the slow path, whose Handler counts the query a
+		// second time.
+		resp, ok = finishWire(resp, &info, q.Transport, idle, q.MaxSize)
 	}
 	if ok {
 		c.Metrics.Observe(q, info.qtype, int(resp[3]&0xF), time.Since(start))

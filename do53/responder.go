@@ -42,7 +42,7 @@ func (r *Responder) Respond(ctx context.Context, q *resolver.Query, raw, buf []b
 		q.Listener = r.cfg.Listener
 	}
 	if r.wire != nil {
-		if resp, ok := r.cfg.tryWire(r.wire, q, raw, buf[:0], start); ok {
+		if resp, ok := r.cfg.tryWire(r.wire, q, raw, buf[:0], 0, start); ok {
 			return resp, nil
 		}
 	}
@@ -52,9 +52,9 @@ func (r *Responder) Respond(ctx context.Context, q *resolver.Query, raw, buf []b
 // TryWire is the non-blocking half of Respond: it offers raw to the Handler's
 // WireHandler fast path only (a cache hit, say) and never calls ServeDNS, so
 // a transport may call it on a connection's read loop and hand what it
-// declines to Respond on another goroutine. Queries whose answer needs
-// Reply's EDNS work (padding on encrypted transports, keepalive on streams)
-// are declined. The response is appended to dst; a hit is counted in Metrics.
+// declines to Respond on another goroutine. Padding on encrypted transports
+// is added as Reply adds it. The response is appended to dst; a hit is
+// counted in Metrics.
 func (r *Responder) TryWire(q *resolver.Query, raw, dst []byte) ([]byte, bool) {
 	if r.wire == nil {
 		return nil, false
@@ -62,5 +62,5 @@ func (r *Responder) TryWire(q *resolver.Query, raw, dst []byte) ([]byte, bool) {
 	if q.Listener == "" {
 		q.Listener = r.cfg.Listener
 	}
-	return r.cfg.tryWire(r.wire, q, raw, dst, time.Now())
+	return r.cfg.tryWire(r.wire, q, raw, dst, 0, time.Now())
 }

@@ -190,7 +190,7 @@ func (r *reader) handle(raw, oob []byte, p *peer, woob, dst []byte, start time.T
 	}
 	q.Client = unmap(p.addr)
 	if s.wire != nil {
-		if resp, ok := s.cfg.tryWire(s.wire, q, raw, dst, start); ok {
+		if resp, ok := s.cfg.tryWire(s.wire, q, raw, dst, 0, start); ok {
 			return resp, true
 		}
 	}
