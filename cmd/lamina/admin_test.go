@@ -437,3 +437,47 @@ proxies: [{name: p, address: "%s", ports: [%d]}]
 		t.Error("proxy connections not counted")
 	}
 }
+
+// TestDigEDNSOnCacheHits: dig (a real client) gets its EDNS answers right
+// on cache hits, which the wire fast path serves: the keepalive option over
+// TCP and DoT with each listener's idle timeout, and over DoT a padded
+// answer (468 bytes, RFC 8467).
+func TestDigEDNSOnCacheHits(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Tool(t, "dig")
+	auth := startNSD(t, map[string]string{"k.test.": "* IN A 10.0.0.8\n"})
+	addr, dot := freeAddr(t), freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listeners:
+  - {url: "udp://%[1]s"}
+  - {url: "tcp://%[1]s", idle_timeout: 7s}
+  - {url: "tls://%[2]s", idle_timeout: 9s}
+upstream_groups: [{name: g, upstreams: ["udp://%[3]s"]}]
+routes: [{zone: k.test, group: g}]
+tls: {state_dir: %[4]s, ech: {disable: true}}
+`, addr, dot, auth.addr, t.TempDir()))
+	startLamina(t, addr, "-config", cfg)
+	dig := func(addr string, args ...string) string {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(addr)
+		all := append([]string{"@" + host, "-p", port, "+time=3", "+tries=1"}, args...)
+		out, err := exec.Command(bin, all...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig %v: %v\n%s", all, err, out)
+		}
+		return string(out)
+	}
+	for i := range 2 { // a miss, then a hit
+		out := dig(addr, "+tcp", "+keepalive", "a.k.test", "A")
+		if !strings.Contains(out, "10.0.0.8") || !strings.Contains(out, "KEEPALIVE: 7.0 secs") {
+			t.Errorf("TCP, query %d:\n%s", i, out)
+		}
+		out = dig(dot, "+tls", "+keepalive", "+padding=128", "a.k.test", "A")
+		if i == 1 {
+			t.Logf("DoT cache hit:\n%s", out)
+		}
+		if !strings.Contains(out, "10.0.0.8") || !strings.Contains(out, "KEEPALIVE: 9.0 secs") || !strings.Contains(out, "rcvd: 468") {
+			t.Errorf("DoT, query %d:\n%s", i, out)
+		}
+	}
+}
