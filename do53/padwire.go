@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/laminadns/lamina/internal/dnswire"
 	"github.com/laminadns/lamina/resolver"
 )
 
@@ -75,24 +76,12 @@ func padWire(msg []byte, maxSize int) ([]byte, bool) {
 // lastOPT returns the offset of the OPT record that ends msg, a response,
 // its options well-formed.
 func lastOPT(msg []byte) (int, bool) {
-	if len(msg) < headerLen || binary.BigEndian.Uint16(msg[10:]) == 0 {
+	off, rrs, ok := dnswire.SkipQuestions(msg)
+	if !ok || binary.BigEndian.Uint16(msg[10:]) == 0 {
 		return 0, false
 	}
-	qd := int(binary.BigEndian.Uint16(msg[4:]))
-	rrs := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) + int(binary.BigEndian.Uint16(msg[10:]))
-	off := headerLen
-	for range qd {
-		if off = skipName(msg, off); off < 0 || off+4 > len(msg) {
-			return 0, false
-		}
-		off += 4
-	}
 	for range rrs - 1 {
-		if off = skipName(msg, off); off < 0 || off+10 > len(msg) {
-			return 0, false
-		}
-		off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
-		if off > len(msg) {
+		if _, _, off, ok = dnswire.RR(msg, off); !ok {
 			return 0, false
 		}
 	}
@@ -130,25 +119,4 @@ func appendOption(msg []byte, opt int, code uint16, data ...byte) []byte {
 	msg = binary.BigEndian.AppendUint16(msg, code)
 	msg = binary.BigEndian.AppendUint16(msg, uint16(len(data)))
 	return append(msg, data...)
-}
-
-// skipName returns the offset just past the (possibly compressed) name at
-// off in msg, or -1.
-func skipName(msg []byte, off int) int {
-	for n := 0; off < len(msg) && n < 128; n++ {
-		l := int(msg[off])
-		switch {
-		case l == 0:
-			return off + 1
-		case l&0xc0 == 0xc0:
-			if off+2 > len(msg) {
-				return -1
-			}
-			return off + 2
-		case l > 63:
-			return -1
-		}
-		off += 1 + l
-	}
-	return -1
 }

@@ -2,12 +2,13 @@ package h2
 
 import (
 	"encoding/base64"
-	"encoding/binary"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/laminadns/lamina/internal/dnswire"
 )
 
 // dnsParam finds the dns= parameter of a request target's query string.
@@ -75,52 +76,19 @@ var maxAge = func() (a [3601]string) {
 // MinTTL is the smallest TTL of a packed message's records, OPT excluded;
 // ok is false when it has none or does not parse.
 func MinTTL(wire []byte) (ttl uint32, ok bool) {
-	if len(wire) < 12 {
+	off, rrs, valid := dnswire.SkipQuestions(wire)
+	if !valid {
 		return 0, false
 	}
-	qd := int(binary.BigEndian.Uint16(wire[4:]))
-	rrs := int(binary.BigEndian.Uint16(wire[6:])) + int(binary.BigEndian.Uint16(wire[8:])) + int(binary.BigEndian.Uint16(wire[10:]))
-	off := 12
-	for range qd {
-		if off = skipName(wire, off); off < 0 || off+4 > len(wire) {
-			return 0, false
-		}
-		off += 4
-	}
 	for range rrs {
-		if off = skipName(wire, off); off < 0 || off+10 > len(wire) {
+		typ, t, next, valid := dnswire.RR(wire, off)
+		if !valid {
 			return 0, false
 		}
-		typ := binary.BigEndian.Uint16(wire[off:])
-		t := binary.BigEndian.Uint32(wire[off+4:])
-		off += 10 + int(binary.BigEndian.Uint16(wire[off+8:]))
-		if off > len(wire) {
-			return 0, false
-		}
+		off = next
 		if typ != dns.TypeOPT && (!ok || t < ttl) {
 			ttl, ok = t, true
 		}
 	}
 	return ttl, ok
-}
-
-// skipName returns the offset after the possibly compressed name at off,
-// or -1.
-func skipName(wire []byte, off int) int {
-	for n := 0; off < len(wire) && n < 128; n++ {
-		switch l := wire[off]; {
-		case l == 0:
-			return off + 1
-		case l&0xC0 == 0xC0:
-			if off+2 > len(wire) {
-				return -1
-			}
-			return off + 2
-		case l&0xC0 != 0:
-			return -1
-		default:
-			off += 1 + int(l)
-		}
-	}
-	return -1
 }
