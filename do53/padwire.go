@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/laminadns/lamina/internal/dnswire"
 	"github.com/laminadns/lamina/resolver"
 )
@@ -13,11 +15,6 @@ import (
 // then padding on encrypted transports (RFC 8467). Both edit the OPT record
 // that ends the answer; the fast path's answers (the cache's) always end
 // with it. An answer that does not is declined, and the slow path answers.
-
-const (
-	optKeepalive = 11 // RFC 7828
-	optPadding   = 12 // RFC 7830
-)
 
 // finishWire applies the EDNS work a query's options ask for to resp, on
 // transport t; idle is what a stream listener advertises.
@@ -36,7 +33,7 @@ func finishWire(resp []byte, info *wireInfo, t resolver.Transport, idle time.Dur
 // 100 ms, as Reply does; no option when idle is under 100 ms.
 func keepaliveWire(msg []byte, idle time.Duration, maxSize int) ([]byte, bool) {
 	opt, ok := lastOPT(msg)
-	if !ok || optHas(msg, opt, optKeepalive) || optHas(msg, opt, optPadding) {
+	if !ok || optHas(msg, opt, dns.EDNS0TCPKEEPALIVE) || optHas(msg, opt, dns.EDNS0PADDING) {
 		return msg, false
 	}
 	units := idle / (100 * time.Millisecond)
@@ -47,7 +44,7 @@ func keepaliveWire(msg []byte, idle time.Duration, maxSize int) ([]byte, bool) {
 		return msg, false
 	}
 	t := uint16(min(units, 0xFFFF))
-	return appendOption(msg, opt, optKeepalive, byte(t>>8), byte(t)), true
+	return appendOption(msg, opt, dns.EDNS0TCPKEEPALIVE, byte(t>>8), byte(t)), true
 }
 
 // padWire adds a Padding option so that msg becomes a multiple of
@@ -56,7 +53,7 @@ func keepaliveWire(msg []byte, idle time.Duration, maxSize int) ([]byte, bool) {
 // msg untouched, when msg does not end with an OPT record or already pads.
 func padWire(msg []byte, maxSize int) ([]byte, bool) {
 	opt, ok := lastOPT(msg)
-	if !ok || optHas(msg, opt, optPadding) {
+	if !ok || optHas(msg, opt, dns.EDNS0PADDING) {
 		return msg, false
 	}
 	l := len(msg) + 4
@@ -70,7 +67,7 @@ func padWire(msg []byte, maxSize int) ([]byte, bool) {
 	if int(binary.BigEndian.Uint16(msg[opt+9:]))+4+n > 0xffff {
 		return msg, false
 	}
-	return appendOption(msg, opt, optPadding, zeros[:n]...), true
+	return appendOption(msg, opt, dns.EDNS0PADDING, zeros[:n]...), true
 }
 
 // lastOPT returns the offset of the OPT record that ends msg, a response,
@@ -86,7 +83,7 @@ func lastOPT(msg []byte) (int, bool) {
 		}
 	}
 	// Root owner, TYPE OPT, CLASS, TTL, RDLENGTH, then the options.
-	if off+11 > len(msg) || msg[off] != 0 || binary.BigEndian.Uint16(msg[off+1:]) != 41 ||
+	if off+11 > len(msg) || msg[off] != 0 || binary.BigEndian.Uint16(msg[off+1:]) != dns.TypeOPT ||
 		off+11+int(binary.BigEndian.Uint16(msg[off+9:])) != len(msg) {
 		return 0, false
 	}
